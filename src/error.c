@@ -9,16 +9,16 @@
 const char *shoal_strerror(int err)
 {
     switch (err) {
-#define SHOAL_ERR_MSG(name, value, message)                                  \
-    case value:                                                              \
+#define SHOAL_ERR_MSG(name, value, message)                                   \
+    case value:                                                               \
         return message;
         SHOAL_ERRNO_MAP(SHOAL_ERR_MSG)
 #undef SHOAL_ERR_MSG
     }
     /* uv_strerror allocates (and leaks) for codes it does not know, so only
      * hand it codes it names. */
-#define SHOAL_UV_MSG(name, message)                                          \
-    if (err == UV_##name)                                                    \
+#define SHOAL_UV_MSG(name, message)                                           \
+    if (err == UV_##name)                                                     \
         return message;
     UV_ERRNO_MAP(SHOAL_UV_MSG)
 #undef SHOAL_UV_MSG
@@ -28,14 +28,14 @@ const char *shoal_strerror(int err)
 const char *shoal_err_name(int err)
 {
     switch (err) {
-#define SHOAL_ERR_NAME(name, value, message)                                 \
-    case value:                                                              \
+#define SHOAL_ERR_NAME(name, value, message)                                  \
+    case value:                                                               \
         return #name;
         SHOAL_ERRNO_MAP(SHOAL_ERR_NAME)
 #undef SHOAL_ERR_NAME
     }
-#define SHOAL_UV_NAME(name, message)                                         \
-    if (err == UV_##name)                                                    \
+#define SHOAL_UV_NAME(name, message)                                          \
+    if (err == UV_##name)                                                     \
         return #name;
     UV_ERRNO_MAP(SHOAL_UV_NAME)
 #undef SHOAL_UV_NAME
@@ -44,13 +44,13 @@ const char *shoal_err_name(int err)
 
 int shoal_err_from_name(const char *name, unsigned long len)
 {
-#define SHOAL_ERR_MATCH(ename, value, message)                               \
-    if (len == sizeof(#ename) - 1 && memcmp(name, #ename, len) == 0)         \
+#define SHOAL_ERR_MATCH(ename, value, message)                                \
+    if (len == sizeof(#ename) - 1 && memcmp(name, #ename, len) == 0)          \
         return value;
     SHOAL_ERRNO_MAP(SHOAL_ERR_MATCH)
 #undef SHOAL_ERR_MATCH
-#define SHOAL_UV_MATCH(ename, message)                                       \
-    if (len == sizeof(#ename) - 1 && memcmp(name, #ename, len) == 0)         \
+#define SHOAL_UV_MATCH(ename, message)                                        \
+    if (len == sizeof(#ename) - 1 && memcmp(name, #ename, len) == 0)          \
         return UV_##ename;
     UV_ERRNO_MAP(SHOAL_UV_MATCH)
 #undef SHOAL_UV_MATCH

@@ -12,8 +12,8 @@ Test(error, names_round_trip_for_shoal_and_libuv_codes)
 
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         const char *name = shoal_err_name(codes[i]);
-        cr_assert_eq(shoal_err_from_name(name, strlen(name)), codes[i],
-                     "%s", name);
+        cr_assert_eq(shoal_err_from_name(name, strlen(name)), codes[i], "%s",
+                     name);
     }
 }
 

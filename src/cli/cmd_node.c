@@ -1,0 +1,222 @@
+/* shoal node: runs one node with its listeners and applications until
+ * SIGINT or SIGTERM. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "internal.h"
+
+#define NODE_MAX_LISTEN 16
+#define NODE_MAX_APPS 64
+
+typedef struct {
+    shoal_node_opts_t node;
+    const char *listen[NODE_MAX_LISTEN];
+    size_t n_listen;
+    const char *apps[NODE_MAX_APPS];
+    size_t n_apps;
+    int ready_fd;
+    bool quiet;
+} node_cli_opts_t;
+
+typedef struct {
+    shoal_node_t node;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    bool stopping;
+} node_cli_t;
+
+void cli_usage_node(FILE *out)
+{
+    fprintf(out,
+            "usage: shoal node [OPTIONS]\n\n"
+            "Runs a node: listens on each --listen address, hosts each --app "
+            "and\nanswers tells, calls, events and describes in NDJSON, "
+            "json-socket or\nMessagePack (detected per connection) until "
+            "SIGINT or SIGTERM.\n\n"
+            "  --name NAME            node name (default: node-XXXXXX)\n"
+            "  --listen URL           tcp://HOST:PORT or unix:///PATH; "
+            "repeatable\n"
+            "  --app NAME             host a built-in application: echo, "
+            "sum, sleep,\n"
+            "                         fail, crash; repeatable\n"
+            "  --ready-fd FD          write {\"name\",\"addresses\"} as "
+            "one JSON line to\n"
+            "                         FD once listening, then close it\n"
+            "  --max-frame-bytes N    largest frame (default 16777216)\n"
+            "  --max-line-bytes N     longest NDJSON line (default "
+            "16777216)\n"
+            "  --max-depth N          deepest nesting (default 64, at most "
+            "256)\n"
+            "  --quiet                do not print the addresses\n\n"
+            "Example: shoal node --name n1 --listen tcp://127.0.0.1:7000 "
+            "--app echo\n");
+}
+
+enum {
+    OPT_READY_FD = 256,
+    OPT_MAX_FRAME,
+    OPT_MAX_LINE,
+    OPT_MAX_DEPTH,
+    OPT_QUIET,
+};
+
+static const struct option node_long_opts[] = {
+    {"name", required_argument, NULL, 'n'},
+    {"listen", required_argument, NULL, 'l'},
+    {"app", required_argument, NULL, 'a'},
+    {"ready-fd", required_argument, NULL, OPT_READY_FD},
+    {"max-frame-bytes", required_argument, NULL, OPT_MAX_FRAME},
+    {"max-line-bytes", required_argument, NULL, OPT_MAX_LINE},
+    {"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {NULL, 0, NULL, 0},
+};
+
+static int node_parse_opts(int argc, char **argv, node_cli_opts_t *o)
+{
+    uint64_t v;
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->ready_fd = -1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "n:l:a:", node_long_opts, NULL)) !=
+           -1) {
+        switch (c) {
+        case 'n':
+            o->node.name = optarg;
+            break;
+        case 'l':
+            if (o->n_listen == NODE_MAX_LISTEN)
+                return cli_usage_error("node", "too many --listen");
+            o->listen[o->n_listen++] = optarg;
+            break;
+        case 'a':
+            if (o->n_apps == NODE_MAX_APPS)
+                return cli_usage_error("node", "too many --app");
+            o->apps[o->n_apps++] = optarg;
+            break;
+        case OPT_READY_FD:
+            if (!cli_parse_u64(optarg, &v) || v > 65535)
+                return cli_usage_error("node", "--ready-fd takes an fd");
+            o->ready_fd = (int)v;
+            break;
+        case OPT_MAX_FRAME:
+        case OPT_MAX_LINE:
+        case OPT_MAX_DEPTH:
+            if (!cli_parse_u64(optarg, &v) || v == 0)
+                return cli_usage_error("node", "--max-* takes a positive "
+                                               "number");
+            if (c == OPT_MAX_FRAME)
+                o->node.limits.max_frame_bytes = v;
+            else if (c == OPT_MAX_LINE)
+                o->node.limits.max_line_bytes = v;
+            else if (v > SHOAL_MAX_DEPTH_CAP)
+                return cli_usage_error("node", "--max-depth is at most %d",
+                                       SHOAL_MAX_DEPTH_CAP);
+            else
+                o->node.limits.max_depth = (unsigned)v;
+            break;
+        case OPT_QUIET:
+            o->quiet = true;
+            break;
+        default:
+            return cli_usage_error("node", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("node", "unexpected argument '%s'",
+                               argv[optind]);
+    return 0;
+}
+
+static void node_signal_cb(uv_signal_t *sig, int signum)
+{
+    node_cli_t *cli = sig->data;
+
+    (void)signum;
+    if (cli->stopping)
+        return;
+    cli->stopping = true;
+    uv_close((uv_handle_t *)&cli->sigint, NULL);
+    uv_close((uv_handle_t *)&cli->sigterm, NULL);
+    shoal_node_close(&cli->node, NULL);
+}
+
+/* Tells whoever started this node that it is listening, through an fd it
+ * inherited: no polling, no sleeping on the other side. */
+static void node_report_ready(node_cli_t *cli, const node_cli_opts_t *o)
+{
+    cJSON *ready = cJSON_CreateObject();
+    cJSON *addresses = cJSON_AddArrayToObject(ready, "addresses");
+    char *text;
+
+    cJSON_AddStringToObject(ready, "name", shoal_node_name(&cli->node));
+    for (size_t i = 0; i < shoal_node_address_count(&cli->node); i++) {
+        const char *url = shoal_node_address(&cli->node, i);
+        cJSON_AddItemToArray(addresses, cJSON_CreateString(url));
+        if (!o->quiet)
+            printf("node %s listening on %s\n", shoal_node_name(&cli->node),
+                   url);
+    }
+    fflush(stdout);
+    text = cJSON_PrintUnformatted(ready);
+    if (o->ready_fd >= 0 && text != NULL) {
+        size_t len = strlen(text);
+        text[len] = '\n';
+        if (write(o->ready_fd, text, len + 1) < 0)
+            perror("shoal node: --ready-fd");
+        close(o->ready_fd);
+    }
+    free(text);
+    cJSON_Delete(ready);
+}
+
+int cli_cmd_node(int argc, char **argv)
+{
+    node_cli_opts_t o;
+    node_cli_t cli;
+    uv_loop_t *loop = uv_default_loop();
+    int err;
+
+    if ((err = node_parse_opts(argc, argv, &o)))
+        return err;
+    memset(&cli, 0, sizeof(cli));
+    err = shoal_node_init(loop, &cli.node, &o.node);
+    if (err) {
+        fprintf(stderr, "shoal node: %s\n", shoal_strerror(err));
+        return CLI_EXIT_FAILURE;
+    }
+    for (size_t i = 0; i < o.n_apps && err == 0; i++) {
+        err = shoal__builtin_app_add(&cli.node, o.apps[i]);
+        if (err)
+            fprintf(stderr, "shoal node: --app %s: %s\n", o.apps[i],
+                    err == SHOAL_ENOAPP ? "no such application"
+                                        : shoal_strerror(err));
+    }
+    for (size_t i = 0; i < o.n_listen && err == 0; i++) {
+        err = shoal_node_listen(&cli.node, o.listen[i]);
+        if (err)
+            fprintf(stderr, "shoal node: cannot listen on %s: %s\n",
+                    o.listen[i], shoal_strerror(err));
+    }
+    if (err) {
+        shoal_node_close(&cli.node, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        uv_loop_close(loop);
+        return CLI_EXIT_FAILURE;
+    }
+    uv_signal_init(loop, &cli.sigint);
+    uv_signal_init(loop, &cli.sigterm);
+    cli.sigint.data = cli.sigterm.data = &cli;
+    uv_signal_start(&cli.sigint, node_signal_cb, SIGINT);
+    uv_signal_start(&cli.sigterm, node_signal_cb, SIGTERM);
+    node_report_ready(&cli, &o);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    return CLI_EXIT_OK;
+}
