@@ -243,7 +243,8 @@ struct shoal__node_priv {
     shoal_framing_t framing;
     size_t high_water;
     uint64_t linger_ms;
-    shoal_node_hooks_t hooks;
+    shoal_node_hooks_t *hooks; /* n_hooks sets */
+    size_t n_hooks;
     shoal__flusher_t flusher;
     uv_timer_t timeout_timer; /* the earliest call deadline */
     shoal__list_t timeouts;   /* requests with a deadline, by deadline */
@@ -302,6 +303,23 @@ void shoal__app_close_all(shoal_node_t *node);
 
 /* Adds the apps' part of the description. */
 void shoal__app_describe(shoal_node_t *node, cJSON *apps);
+
+/* Calls hook NAME of every hook set with the arguments after node. */
+#define SHOAL__HOOKS(node, name, ...)                                         \
+    do {                                                                      \
+        for (size_t hook_i_ = 0; hook_i_ < (node)->priv->n_hooks; hook_i_++)  \
+            if ((node)->priv->hooks[hook_i_].name)                            \
+                (node)->priv->hooks[hook_i_].name(                            \
+                    (node), __VA_ARGS__, (node)->priv->hooks[hook_i_].data);  \
+    } while (0)
+
+#define SHOAL__HOOKS_NOARGS(node, name)                                       \
+    do {                                                                      \
+        for (size_t hook_i_ = 0; hook_i_ < (node)->priv->n_hooks; hook_i_++)  \
+            if ((node)->priv->hooks[hook_i_].name)                            \
+                (node)->priv->hooks[hook_i_].name(                            \
+                    (node), (node)->priv->hooks[hook_i_].data);               \
+    } while (0)
 
 /* Milliseconds on the loop clock. */
 static inline uint64_t shoal__now_ms(shoal_node_t *node)

@@ -78,7 +78,6 @@ int shoal_node_init(uv_loop_t *loop, shoal_node_t *node,
                            : NODE_DEFAULT_HIGH_WATER_BYTES;
     priv->linger_ms =
         opts->linger_ms ? opts->linger_ms : NODE_DEFAULT_LINGER_MS;
-    priv->hooks = opts->hooks;
     shoal__flusher_init(loop, &priv->flusher);
     uv_timer_init(loop, &priv->timeout_timer);
     priv->timeout_timer.data = node;
@@ -87,6 +86,19 @@ int shoal_node_init(uv_loop_t *loop, shoal_node_t *node,
     shoal__list_init(&priv->apps);
     shoal__list_init(&priv->handlers);
     priv->started_ms = uv_now(loop);
+    return 0;
+}
+
+int shoal_node_add_hooks(shoal_node_t *node, const shoal_node_hooks_t *hooks)
+{
+    shoal__node_priv_t *priv = node->priv;
+    shoal_node_hooks_t *grown;
+
+    grown = realloc(priv->hooks, (priv->n_hooks + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return SHOAL_ENOMEM;
+    grown[priv->n_hooks++] = *hooks;
+    priv->hooks = grown;
     return 0;
 }
 
@@ -185,8 +197,7 @@ static void node_connection_cb(uv_stream_t *server, int status)
     }
     node->priv->counters.conns_accepted++;
     shoal__conn_start(conn);
-    if (node->priv->hooks.on_accept)
-        node->priv->hooks.on_accept(node, conn);
+    SHOAL__HOOKS(node, on_accept, conn);
 }
 
 /* ---- listening ------------------------------------------------------------
@@ -762,8 +773,8 @@ static void node_on_hello(shoal_conn_t *conn, const shoal_envelope_t *env)
     /* The side that opened the connection speaks first; answer it. */
     if (!conn->outbound)
         node_send_hello(conn);
-    if (node->priv->hooks.on_hello && !shoal__conn_closing(conn))
-        node->priv->hooks.on_hello(node, conn, &env->node);
+    if (!shoal__conn_closing(conn))
+        SHOAL__HOOKS(node, on_hello, conn, &env->node);
 }
 
 static void node_on_describe(shoal_conn_t *conn, const shoal_envelope_t *env)
@@ -937,8 +948,7 @@ static void node_on_closed(shoal_conn_t *conn, int status)
     } else {
         if (conn->on_close)
             conn->on_close(conn, status, conn->close_data);
-        if (priv->hooks.on_conn_close)
-            priv->hooks.on_conn_close(node, conn, status);
+        SHOAL__HOOKS(node, on_conn_close, conn, status);
     }
     free(conn);
     if (priv->closing)
@@ -986,6 +996,7 @@ static void node_maybe_closed(shoal_node_t *node)
         free(SHOAL__CONTAINER(item, shoal__event_handler_t, link));
     }
     free(priv->listeners);
+    free(priv->hooks);
     cb = priv->close_cb;
     free(priv);
     node->priv = NULL;
@@ -1002,6 +1013,7 @@ void shoal_node_close(shoal_node_t *node, shoal_node_close_cb cb)
         return;
     priv->closing = true;
     priv->close_cb = cb;
+    SHOAL__HOOKS_NOARGS(node, on_close);
     for (size_t i = 0; i < priv->n_listeners; i++) {
         shoal__listener_t *listener = priv->listeners[i];
         if (listener->path[0])

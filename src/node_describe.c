@@ -77,7 +77,6 @@ cJSON *shoal_node_describe(shoal_node_t *node)
                             (double)(uv_now(node->loop) - priv->started_ms));
     if (uv_resident_set_memory(&rss) == 0)
         cJSON_AddNumberToObject(load, "rss_bytes", (double)rss);
-    if (priv->hooks.on_describe)
-        priv->hooks.on_describe(node, desc);
+    SHOAL__HOOKS(node, on_describe, desc);
     return desc;
 }

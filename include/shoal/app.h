@@ -55,6 +55,30 @@ int shoal_node_remove_app(shoal_node_t *node, const char *name);
 size_t shoal_node_app_count(const shoal_node_t *node);
 const char *shoal_node_app_name(const shoal_node_t *node, size_t i);
 
+/* ---- applications from elsewhere ------------------------------------- */
+
+/* The symbol a C plugin (a shared object in workers/) exports: it registers
+ * its application(s) on node with shoal_node_add_app. name is the name the
+ * user asked for (--app NAME). Returns 0 or a negative code. */
+#define SHOAL_PLUGIN_SYMBOL "shoal_plugin_register"
+typedef int (*shoal_plugin_register_fn)(shoal_node_t *node, const char *name);
+
+/* Registers the application called name: a built-in one (echo, sum, sleep,
+ * fail, crash) or a plugin NAME.so found in search_path (directories
+ * separated by ':'; NULL: $SHOAL_APP_PATH then the installed workers
+ * directory). On failure returns a negative code (SHOAL_ELOAD for a plugin
+ * that cannot be loaded) and writes a sentence naming the file and the
+ * reason into err. */
+int shoal_node_load_app(shoal_node_t *node, const char *name,
+                        const char *search_path, char *err, size_t err_len);
+
+/* Registers application name served by an external program: command is run
+ * with /bin/sh -c, and the node relays tells and calls to its standard
+ * input and its replies back, as NDJSON (docs/workers.md). Returns 0 or a
+ * negative code with a sentence in err. */
+int shoal_node_add_exec_app(shoal_node_t *node, const char *name,
+                            const char *command, char *err, size_t err_len);
+
 /* ---- a call being served --------------------------------------------- */
 
 const char *shoal_call_app(const shoal_call_t *call);

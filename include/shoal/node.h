@@ -43,19 +43,25 @@ typedef void (*shoal_conn_close_cb)(shoal_conn_t *conn, int status,
                                     void *data);
 
 /* Hooks a node calls on connection life-cycle events; every member may be
- * NULL. They run on the loop thread; they may send on the connection. */
+ * NULL. Several modules may watch one node (a supervisor and a
+ * dispatcher): each registers its own set with shoal_node_add_hooks. They
+ * run on the loop thread and may send on the connection. */
 typedef struct {
     /* A connection was accepted on a listener. */
-    void (*on_accept)(shoal_node_t *node, shoal_conn_t *conn);
+    void (*on_accept)(shoal_node_t *node, shoal_conn_t *conn, void *data);
     /* A peer said hello; desc is its description (an object in JSON or
      * MessagePack), borrowed for the duration of the call. */
     void (*on_hello)(shoal_node_t *node, shoal_conn_t *conn,
-                     const shoal_payload_t *desc);
+                     const shoal_payload_t *desc, void *data);
     /* Any connection ended (after its calls in flight were failed). */
-    void (*on_conn_close)(shoal_node_t *node, shoal_conn_t *conn, int status);
+    void (*on_conn_close)(shoal_node_t *node, shoal_conn_t *conn, int status,
+                          void *data);
     /* Adds fields to this node's description (e.g. a supervisor's pool):
      * desc is a cJSON object the hook may add to. */
-    void (*on_describe)(shoal_node_t *node, cJSON *desc);
+    void (*on_describe)(shoal_node_t *node, cJSON *desc, void *data);
+    /* shoal_node_close was called: release what the hook set holds. */
+    void (*on_close)(shoal_node_t *node, void *data);
+    void *data;
 } shoal_node_hooks_t;
 
 typedef struct {
@@ -67,7 +73,6 @@ typedef struct {
                                       wait past this; 0: 4 MiB */
     uint64_t linger_ms;            /* how long a failing connection may take
                                       to send its error; 0: 2000 */
-    shoal_node_hooks_t hooks;
 } shoal_node_opts_t;
 
 /* Counters a node keeps; also in its description under "counters". */
@@ -101,6 +106,16 @@ int shoal_node_init(uv_loop_t *loop, shoal_node_t *node,
  * socket file is replaced, a live one is EADDRINUSE; the file is created
  * mode 0600 and removed at close). Returns 0 or a negative code. */
 int shoal_node_listen(shoal_node_t *node, const char *url);
+
+/* Adds a set of hooks (copied). Sets run in the order they were added.
+ * Returns 0 or SHOAL_ENOMEM. */
+int shoal_node_add_hooks(shoal_node_t *node, const shoal_node_hooks_t *hooks);
+
+/* Keeps a connection to the node at url open, says hello on it (so the
+ * other side knows this node's name and applications) and redials with
+ * backoff (100 ms doubling to 5 s) whenever it drops, until the node
+ * closes. Returns 0 or a negative code. */
+int shoal_node_join(shoal_node_t *node, const char *url);
 
 /* The node's name. */
 const char *shoal_node_name(const shoal_node_t *node);

@@ -6,8 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
-#include "internal.h"
 
 #define NODE_MAX_LISTEN 16
 #define NODE_MAX_APPS 64
@@ -18,7 +19,10 @@ typedef struct {
     size_t n_listen;
     const char *apps[NODE_MAX_APPS];
     size_t n_apps;
+    const char *app_path;
+    const char *join;
     int ready_fd;
+    int parent_fd;
     bool quiet;
 } node_cli_opts_t;
 
@@ -26,6 +30,9 @@ typedef struct {
     shoal_node_t node;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_pipe_t parent;
+    bool watching_parent;
+    uv_timer_t deadline;
     bool stopping;
 } node_cli_t;
 
@@ -40,9 +47,22 @@ void cli_usage_node(FILE *out)
             "  --name NAME            node name (default: node-XXXXXX)\n"
             "  --listen URL           tcp://HOST:PORT or unix:///PATH; "
             "repeatable\n"
-            "  --app NAME             host a built-in application: echo, "
-            "sum, sleep,\n"
-            "                         fail, crash; repeatable\n"
+            "  --app NAME             host an application: a built-in one "
+            "(echo, sum,\n"
+            "                         sleep, fail, crash) or the plugin "
+            "NAME.so from\n"
+            "                         the app path; repeatable\n"
+            "  --app-path DIRS        where plugins are looked for, "
+            "':'-separated\n"
+            "                         (default: $SHOAL_APP_PATH, then the "
+            "installed\n"
+            "                         workers directory)\n"
+            "  --join URL             stay connected to the node at URL "
+            "(a supervisor)\n"
+            "                         and introduce this node to it; "
+            "redials if it drops\n"
+            "  --parent-fd FD         exit when FD reaches end of file (the "
+            "parent died)\n"
             "  --ready-fd FD          write {\"name\",\"addresses\"} as "
             "one JSON line to\n"
             "                         FD once listening, then close it\n"
@@ -62,6 +82,9 @@ enum {
     OPT_MAX_LINE,
     OPT_MAX_DEPTH,
     OPT_QUIET,
+    OPT_APP_PATH,
+    OPT_JOIN,
+    OPT_PARENT_FD,
 };
 
 static const struct option node_long_opts[] = {
@@ -73,6 +96,9 @@ static const struct option node_long_opts[] = {
     {"max-line-bytes", required_argument, NULL, OPT_MAX_LINE},
     {"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"app-path", required_argument, NULL, OPT_APP_PATH},
+    {"join", required_argument, NULL, OPT_JOIN},
+    {"parent-fd", required_argument, NULL, OPT_PARENT_FD},
     {NULL, 0, NULL, 0},
 };
 
@@ -83,6 +109,7 @@ static int node_parse_opts(int argc, char **argv, node_cli_opts_t *o)
 
     memset(o, 0, sizeof(*o));
     o->ready_fd = -1;
+    o->parent_fd = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "n:l:a:", node_long_opts, NULL)) !=
            -1) {
@@ -124,6 +151,17 @@ static int node_parse_opts(int argc, char **argv, node_cli_opts_t *o)
         case OPT_QUIET:
             o->quiet = true;
             break;
+        case OPT_APP_PATH:
+            o->app_path = optarg;
+            break;
+        case OPT_JOIN:
+            o->join = optarg;
+            break;
+        case OPT_PARENT_FD:
+            if (!cli_parse_u64(optarg, &v) || v > 65535)
+                return cli_usage_error("node", "--parent-fd takes an fd");
+            o->parent_fd = (int)v;
+            break;
         default:
             return cli_usage_error("node", "unknown option");
         }
@@ -134,17 +172,78 @@ static int node_parse_opts(int argc, char **argv, node_cli_opts_t *o)
     return 0;
 }
 
-static void node_signal_cb(uv_signal_t *sig, int signum)
-{
-    node_cli_t *cli = sig->data;
+/* Past this after a stop request, work still running is abandoned. */
+#define NODE_STOP_DEADLINE_MS 5000
 
-    (void)signum;
+static void node_deadline_cb(uv_timer_t *timer)
+{
+    (void)timer;
+    fprintf(stderr,
+            "shoal node: work still running %d ms after the stop "
+            "request; exiting\n",
+            NODE_STOP_DEADLINE_MS);
+    exit(CLI_EXIT_FAILURE);
+}
+
+static void node_stop(node_cli_t *cli)
+{
     if (cli->stopping)
         return;
     cli->stopping = true;
     uv_close((uv_handle_t *)&cli->sigint, NULL);
     uv_close((uv_handle_t *)&cli->sigterm, NULL);
+    if (cli->watching_parent)
+        uv_close((uv_handle_t *)&cli->parent, NULL);
+    /* Unreferenced: it bounds the shutdown without keeping the loop up. */
+    uv_timer_init(cli->node.loop, &cli->deadline);
+    uv_timer_start(&cli->deadline, node_deadline_cb, NODE_STOP_DEADLINE_MS, 0);
+    uv_unref((uv_handle_t *)&cli->deadline);
     shoal_node_close(&cli->node, NULL);
+}
+
+static void node_signal_cb(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    node_stop(sig->data);
+}
+
+static void node_parent_alloc_cb(uv_handle_t *handle, size_t suggested,
+                                 uv_buf_t *buf)
+{
+    static char scratch[64];
+
+    (void)handle;
+    (void)suggested;
+    *buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+/* The parent holds the other end: end of file means it is gone, however it
+ * died, and a worker must not outlive its supervisor. */
+static void node_parent_read_cb(uv_stream_t *stream, ssize_t nread,
+                                const uv_buf_t *buf)
+{
+    (void)buf;
+    if (nread < 0)
+        node_stop(stream->data);
+}
+
+static int node_watch_parent(node_cli_t *cli, int fd)
+{
+    int err = uv_pipe_init(cli->node.loop, &cli->parent, 0);
+
+    if (err)
+        return err;
+    cli->parent.data = cli;
+    err = uv_pipe_open(&cli->parent, fd);
+    if (err == 0)
+        err = uv_read_start((uv_stream_t *)&cli->parent, node_parent_alloc_cb,
+                            node_parent_read_cb);
+    if (err) {
+        uv_close((uv_handle_t *)&cli->parent, NULL);
+        return err;
+    }
+    cli->watching_parent = true;
+    return 0;
 }
 
 /* Tells whoever started this node that it is listening, through an fd it
@@ -192,17 +291,29 @@ int cli_cmd_node(int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
     for (size_t i = 0; i < o.n_apps && err == 0; i++) {
-        err = shoal__builtin_app_add(&cli.node, o.apps[i]);
+        char why[1024];
+        err = shoal_node_load_app(&cli.node, o.apps[i], o.app_path, why,
+                                  sizeof(why));
         if (err)
-            fprintf(stderr, "shoal node: --app %s: %s\n", o.apps[i],
-                    err == SHOAL_ENOAPP ? "no such application"
-                                        : shoal_strerror(err));
+            fprintf(stderr, "shoal node: --app %s: %s\n", o.apps[i], why);
     }
     for (size_t i = 0; i < o.n_listen && err == 0; i++) {
         err = shoal_node_listen(&cli.node, o.listen[i]);
         if (err)
             fprintf(stderr, "shoal node: cannot listen on %s: %s\n",
                     o.listen[i], shoal_strerror(err));
+    }
+    if (err == 0 && o.join != NULL) {
+        err = shoal_node_join(&cli.node, o.join);
+        if (err)
+            fprintf(stderr, "shoal node: --join %s: %s\n", o.join,
+                    shoal_strerror(err));
+    }
+    if (err == 0 && o.parent_fd >= 0) {
+        err = node_watch_parent(&cli, o.parent_fd);
+        if (err)
+            fprintf(stderr, "shoal node: --parent-fd %d: %s\n", o.parent_fd,
+                    shoal_strerror(err));
     }
     if (err) {
         shoal_node_close(&cli.node, NULL);
