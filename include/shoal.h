@@ -6,6 +6,8 @@
 #include "shoal/wire.h"
 #include "shoal/node.h"
 #include "shoal/app.h"
+#include "shoal/dispatch.h"
+#include "shoal/supervise.h"
 
 #define SHOAL_VERSION "0.1.0"
 

@@ -99,13 +99,15 @@ int shoal_node_add_app(shoal_node_t *node, const shoal_app_opts_t *opts)
 static void app_close(shoal__app_t *app)
 {
     shoal__list_remove(&app->link);
+    /* on_close may answer the app's calls, and the last answer would free
+     * a removed app: hold it until on_close has returned. */
+    app->in_flight++;
     if (app->opts.on_close)
         app->opts.on_close(app->opts.data);
+    app->opts.on_close = NULL;
     /* Calls still in flight point at the app: it goes with the last one. */
-    if (app->in_flight == 0)
+    if (--app->in_flight == 0)
         app_free(app);
-    else
-        app->opts.on_close = NULL;
 }
 
 int shoal_node_remove_app(shoal_node_t *node, const char *name)
@@ -227,6 +229,7 @@ static int call_keep_args(shoal_call_t *call)
 
 static void call_free(shoal_call_t *call)
 {
+    shoal_node_t *node = call->node;
     shoal__app_t *app = call->app;
     shoal_conn_t *conn = call->conn;
 
@@ -239,6 +242,9 @@ static void call_free(shoal_call_t *call)
     app->in_flight--;
     if (app->in_flight == 0 && app->link.next == &app->link)
         app_free(app); /* removed while this call was in flight */
+    /* A closing node waits for its last call to be answered. */
+    if (--node->priv->calls_serving == 0 && node->priv->closing)
+        shoal__node_maybe_closed(node);
     /* A peer that stopped sending waited for this answer. */
     if (conn && conn->eof && shoal__list_empty(&conn->calls_in))
         shoal__conn_end(conn, 0);
@@ -294,6 +300,7 @@ void shoal__app_serve_call(shoal_node_t *node, shoal_conn_t *conn,
     shoal__list_push(&conn->calls_in, &call->conn_link);
     app->calls++;
     app->in_flight++;
+    node->priv->calls_serving++;
 
     /* The handler may answer at once (and free the call) or keep it. The
      * frame is only borrowed until this returns, so a kept call copies its

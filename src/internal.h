@@ -258,6 +258,7 @@ struct shoal__node_priv {
     uint64_t started_ms;
     shoal_node_close_cb close_cb;
     shoal_call_t *serving; /* the call whose handler runs now */
+    size_t calls_serving;  /* calls received and not answered yet */
     bool closing;
 };
 
@@ -320,6 +321,10 @@ void shoal__app_describe(shoal_node_t *node, cJSON *apps);
                 (node)->priv->hooks[hook_i_].name(                            \
                     (node), (node)->priv->hooks[hook_i_].data);               \
     } while (0)
+
+/* Finishes a node's close once its connections, handles and served calls
+ * are all gone; does nothing before. */
+void shoal__node_maybe_closed(shoal_node_t *node);
 
 /* Milliseconds on the loop clock. */
 static inline uint64_t shoal__now_ms(shoal_node_t *node)

@@ -248,11 +248,15 @@ static int node_listen_tcp(shoal_node_t *node, shoal__listener_t *listener,
     if (strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
     if (uv_ip4_addr(host, url->port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, url->port, (struct sockaddr_in6 *)&ss) != 0)
+        uv_ip6_addr(host, url->port, (struct sockaddr_in6 *)&ss) != 0) {
+        free(listener);
         return SHOAL_EBADURL;
+    }
     err = uv_tcp_init(node->loop, &listener->h.tcp);
-    if (err)
+    if (err) {
+        free(listener);
         return err;
+    }
     listener->h.handle.data = listener;
     err = uv_tcp_bind(&listener->h.tcp, (struct sockaddr *)&ss, 0);
     if (err == 0)
@@ -276,11 +280,12 @@ static int node_listen_unix(shoal_node_t *node, shoal__listener_t *listener,
     int err;
 
     err = node_unlink_stale_socket(url->path);
-    if (err)
+    if (err == 0)
+        err = uv_pipe_init(node->loop, &listener->h.pipe, 0);
+    if (err) {
+        free(listener);
         return err;
-    err = uv_pipe_init(node->loop, &listener->h.pipe, 0);
-    if (err)
-        return err;
+    }
     listener->h.handle.data = listener;
     /* Created 0600 from the start: a chmod after bind would leave a window
      * in which anyone could connect. */
@@ -325,7 +330,8 @@ int shoal_node_listen(shoal_node_t *node, const char *url_text)
     else
         err = node_listen_unix(node, listener, &url);
     if (err)
-        return err; /* the listener is freed by its close callback */
+        return err; /* the listener is freed already, or by its close
+                       callback */
     priv->listeners[priv->n_listeners++] = listener;
     return 0;
 }
@@ -381,7 +387,6 @@ static int node_connect_addr(shoal_conn_t *conn, const struct sockaddr *sa)
     return 0;
 }
 
-static void node_maybe_closed(shoal_node_t *node);
 
 /* A connection that never got a handle (its name did not resolve) ends
  * here: the callback hears why, and the memory goes. */
@@ -395,7 +400,7 @@ static void node_conn_abandon(shoal_conn_t *conn, int status)
         cb(conn, status, conn->connect_data);
     free(conn);
     if (node->priv->closing)
-        node_maybe_closed(node);
+        shoal__node_maybe_closed(node);
 }
 
 static void node_resolved_cb(uv_getaddrinfo_t *req, int status,
@@ -952,7 +957,7 @@ static void node_on_closed(shoal_conn_t *conn, int status)
     }
     free(conn);
     if (priv->closing)
-        node_maybe_closed(node);
+        shoal__node_maybe_closed(node);
 }
 
 static void node_handle_closed_cb(uv_handle_t *handle)
@@ -960,7 +965,7 @@ static void node_handle_closed_cb(uv_handle_t *handle)
     shoal_node_t *node = handle->data;
 
     node->priv->pending_closes--;
-    node_maybe_closed(node);
+    shoal__node_maybe_closed(node);
 }
 
 static void node_listener_closed_cb(uv_handle_t *handle)
@@ -970,15 +975,18 @@ static void node_listener_closed_cb(uv_handle_t *handle)
 
     free(listener);
     node->priv->pending_closes--;
-    node_maybe_closed(node);
+    shoal__node_maybe_closed(node);
 }
 
-static void node_maybe_closed(shoal_node_t *node)
+void shoal__node_maybe_closed(shoal_node_t *node)
 {
     shoal__node_priv_t *priv = node->priv;
     shoal_node_close_cb cb;
 
-    if (priv->pending_closes > 0 || !shoal__list_empty(&priv->conns))
+    /* Calls still being served (a timer, the thread pool) answer into a
+     * closed connection, but they need the node until they do. */
+    if (priv->pending_closes > 0 || !shoal__list_empty(&priv->conns) ||
+        priv->calls_serving > 0)
         return;
     if (!priv->closing)
         return;
@@ -1032,5 +1040,5 @@ void shoal_node_close(shoal_node_t *node, shoal_node_close_cb cb)
         else
             shoal__conn_end(conn, SHOAL_ECONNCLOSED);
     }
-    node_maybe_closed(node);
+    shoal__node_maybe_closed(node);
 }

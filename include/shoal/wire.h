@@ -265,4 +265,67 @@ cJSON *shoal_payload_to_cjson(const shoal_payload_t *in);
 int shoal_payload_from_cjson(const cJSON *json, shoal_codec_t codec,
                              shoal_buf_t *buf);
 
+/* ---- reading values in place (payload.c) ------------------------------ */
+
+/* What a payload holds. JSON numbers without '.', 'e' or 'E' are INT. */
+typedef enum {
+    SHOAL_VALUE_NONE = 0, /* absent or not a value */
+    SHOAL_VALUE_NULL,
+    SHOAL_VALUE_BOOL,
+    SHOAL_VALUE_INT,
+    SHOAL_VALUE_FLOAT,
+    SHOAL_VALUE_STRING,
+    SHOAL_VALUE_ARRAY,
+    SHOAL_VALUE_OBJECT,
+    SHOAL_VALUE_BINARY /* MessagePack bin and ext */
+} shoal_value_type_t;
+
+/* The type of the value p holds, from its first byte. */
+shoal_value_type_t shoal_payload_type(const shoal_payload_t *p);
+
+/* Walks the members of an object or the items of an array without
+ * decoding them: each value comes out as a payload borrowed from the
+ * container, in its codec, as the bytes it occupies there. The walk never
+ * reads outside the container; malformed input gives an error. */
+typedef struct {
+    const char *data;
+    size_t len;
+    shoal_codec_t codec;
+    bool object;
+    bool done;
+    size_t off;
+    uint64_t left;  /* MessagePack: items still to come */
+    uint64_t count; /* items returned so far */
+} shoal_payload_iter_t;
+
+/* Returns 0, SHOAL_EINVAL (absent payload) or SHOAL_EBADTYPE (neither an
+ * object nor an array). */
+int shoal_payload_iter_init(shoal_payload_iter_t *it,
+                            const shoal_payload_t *container);
+
+/* Returns 1 and the next item (key: its key, a string payload, for
+ * objects; NULL ok), 0 at the end, or SHOAL_EBADJSON / SHOAL_EBADMSGPACK. */
+int shoal_payload_iter_next(shoal_payload_iter_t *it, shoal_payload_t *key,
+                            shoal_payload_t *value);
+
+/* Finds key in the object obj and stores its value (borrowed from obj) in
+ * out. Returns 0, SHOAL_ENOTFOUND, SHOAL_EBADTYPE (obj is not an object)
+ * or a codec error. Linear in the size of obj. */
+int shoal_payload_get(const shoal_payload_t *obj, const char *key,
+                      shoal_payload_t *out);
+
+/* Copies a string value, unescaped and NUL-terminated, into out. Returns
+ * its length, SHOAL_EBADTYPE (not a string), SHOAL_ETOOBIG (it needs more
+ * than out_len - 1 bytes) or SHOAL_EBADJSON. */
+int shoal_payload_string(const shoal_payload_t *p, char *out,
+                         size_t out_len);
+
+/* True when p is a string equal to text. */
+bool shoal_payload_string_eq(const shoal_payload_t *p, const char *text);
+
+/* Reads an integer (that fits int64_t) or a boolean. Returns 0 or
+ * SHOAL_EBADTYPE. */
+int shoal_payload_int(const shoal_payload_t *p, int64_t *out);
+int shoal_payload_bool(const shoal_payload_t *p, bool *out);
+
 #endif

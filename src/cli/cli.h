@@ -29,6 +29,16 @@ int cli_cmd_emit(int argc, char **argv);
 void cli_usage_emit(FILE *out);
 int cli_cmd_describe(int argc, char **argv);
 void cli_usage_describe(FILE *out);
+int cli_cmd_submit(int argc, char **argv);
+void cli_usage_submit(FILE *out);
+int cli_cmd_supervise(int argc, char **argv);
+void cli_usage_supervise(FILE *out);
+int cli_cmd_status(int argc, char **argv);
+void cli_usage_status(FILE *out);
+int cli_cmd_stop(int argc, char **argv);
+void cli_usage_stop(FILE *out);
+int cli_cmd_restart(int argc, char **argv);
+void cli_usage_restart(FILE *out);
 
 /* Prints "shoal CMD: message" and the hint to use --help; returns
  * CLI_EXIT_FAILURE. */

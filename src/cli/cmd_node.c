@@ -1,5 +1,6 @@
 /* shoal node: runs one node with its listeners and applications until
  * SIGINT or SIGTERM. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +21,14 @@ typedef struct {
     const char *apps[NODE_MAX_APPS];
     size_t n_apps;
     const char *app_path;
+    const char *execs[NODE_MAX_APPS]; /* --exec, as given */
+    size_t n_execs;
     const char *join;
     int ready_fd;
     int parent_fd;
     bool quiet;
+    bool dispatch;
+    shoal_dispatch_opts_t dispatch_opts;
 } node_cli_opts_t;
 
 typedef struct {
@@ -34,6 +39,8 @@ typedef struct {
     bool watching_parent;
     uv_timer_t deadline;
     bool stopping;
+    shoal_dispatch_t dispatch;
+    bool dispatching;
 } node_cli_t;
 
 void cli_usage_node(FILE *out)
@@ -57,6 +64,13 @@ void cli_usage_node(FILE *out)
             "                         (default: $SHOAL_APP_PATH, then the "
             "installed\n"
             "                         workers directory)\n"
+            "  --exec [NAME=]COMMAND  host an application served by COMMAND "
+            "(run with\n"
+            "                         /bin/sh -c) over NDJSON on its stdin "
+            "and stdout;\n"
+            "                         NAME defaults to the last word's "
+            "base name\n"
+            "                         without extension; repeatable\n"
             "  --join URL             stay connected to the node at URL "
             "(a supervisor)\n"
             "                         and introduce this node to it; "
@@ -71,6 +85,15 @@ void cli_usage_node(FILE *out)
             "16777216)\n"
             "  --max-depth N          deepest nesting (default 64, at most "
             "256)\n"
+            "  --dispatch             also place tasks over the nodes that "
+            "join this one\n"
+            "                         (the \"dispatch\" application, "
+            "docs/dispatch.md)\n"
+            "  --dispatch-inflight N  calls in flight per node (default "
+            "64)\n"
+            "  --dispatch-queue N     tasks that may wait before "
+            "submitters are\n"
+            "                         paused (default 10000)\n"
             "  --quiet                do not print the addresses\n\n"
             "Example: shoal node --name n1 --listen tcp://127.0.0.1:7000 "
             "--app echo\n");
@@ -85,6 +108,10 @@ enum {
     OPT_APP_PATH,
     OPT_JOIN,
     OPT_PARENT_FD,
+    OPT_EXEC,
+    OPT_DISPATCH,
+    OPT_DISPATCH_INFLIGHT,
+    OPT_DISPATCH_QUEUE,
 };
 
 static const struct option node_long_opts[] = {
@@ -99,6 +126,10 @@ static const struct option node_long_opts[] = {
     {"app-path", required_argument, NULL, OPT_APP_PATH},
     {"join", required_argument, NULL, OPT_JOIN},
     {"parent-fd", required_argument, NULL, OPT_PARENT_FD},
+    {"exec", required_argument, NULL, OPT_EXEC},
+    {"dispatch", no_argument, NULL, OPT_DISPATCH},
+    {"dispatch-inflight", required_argument, NULL, OPT_DISPATCH_INFLIGHT},
+    {"dispatch-queue", required_argument, NULL, OPT_DISPATCH_QUEUE},
     {NULL, 0, NULL, 0},
 };
 
@@ -162,6 +193,25 @@ static int node_parse_opts(int argc, char **argv, node_cli_opts_t *o)
                 return cli_usage_error("node", "--parent-fd takes an fd");
             o->parent_fd = (int)v;
             break;
+        case OPT_EXEC:
+            if (o->n_execs == NODE_MAX_APPS)
+                return cli_usage_error("node", "too many --exec");
+            o->execs[o->n_execs++] = optarg;
+            break;
+        case OPT_DISPATCH:
+            o->dispatch = true;
+            break;
+        case OPT_DISPATCH_INFLIGHT:
+        case OPT_DISPATCH_QUEUE:
+            if (!cli_parse_u64(optarg, &v) || v == 0 || v > 100000000)
+                return cli_usage_error("node", "--dispatch-* takes a "
+                                               "positive number");
+            if (c == OPT_DISPATCH_INFLIGHT)
+                o->dispatch_opts.inflight_per_node = v;
+            else
+                o->dispatch_opts.max_queued = v;
+            o->dispatch = true;
+            break;
         default:
             return cli_usage_error("node", "unknown option");
         }
@@ -170,6 +220,49 @@ static int node_parse_opts(int argc, char **argv, node_cli_opts_t *o)
         return cli_usage_error("node", "unexpected argument '%s'",
                                argv[optind]);
     return 0;
+}
+
+/* The application name and command of --exec [NAME=]COMMAND: NAME when
+ * the text starts with one ([A-Za-z0-9_.-]+ then '=', before any space),
+ * else the base name of the command's last word without its extension
+ * ("python3 workers/py/echo.py" -> "echo"). Returns false when no name
+ * can be made. */
+static bool node_exec_name(const char *text, char *name, size_t name_len,
+                           const char **command)
+{
+    const char *p = text, *end, *last, *base, *dot = NULL;
+    size_t len;
+
+    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+           (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' || *p == '-')
+        p++;
+    if (p > text && *p == '=') {
+        len = (size_t)(p - text);
+        *command = p + 1;
+    } else {
+        *command = text;
+        end = text + strlen(text);
+        while (end > text && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        last = end;
+        while (last > text && last[-1] != ' ' && last[-1] != '\t')
+            last--;
+        base = last;
+        for (const char *q = last; q < end; q++)
+            if (*q == '/')
+                base = q + 1;
+        /* From the second byte: ".profile" keeps its name. */
+        for (const char *q = base + 1; q < end; q++)
+            if (*q == '.')
+                dot = q;
+        text = base;
+        len = (size_t)((dot ? dot : end) - base);
+    }
+    if (len == 0 || len >= name_len || **command == '\0')
+        return false;
+    memcpy(name, text, len);
+    name[len] = '\0';
+    return true;
 }
 
 /* Past this after a stop request, work still running is abandoned. */
@@ -198,6 +291,8 @@ static void node_stop(node_cli_t *cli)
     uv_timer_init(cli->node.loop, &cli->deadline);
     uv_timer_start(&cli->deadline, node_deadline_cb, NODE_STOP_DEADLINE_MS, 0);
     uv_unref((uv_handle_t *)&cli->deadline);
+    if (cli->dispatching)
+        shoal_dispatch_close(&cli->dispatch, NULL);
     shoal_node_close(&cli->node, NULL);
 }
 
@@ -284,6 +379,13 @@ int cli_cmd_node(int argc, char **argv)
 
     if ((err = node_parse_opts(argc, argv, &o)))
         return err;
+    /* Programs started by --exec inherit every fd without close-on-exec:
+     * in them the ready and parent fds would outlive this process, and
+     * whoever waits for their end would wait for the programs too. */
+    if (o.ready_fd >= 0)
+        fcntl(o.ready_fd, F_SETFD, FD_CLOEXEC);
+    if (o.parent_fd >= 0)
+        fcntl(o.parent_fd, F_SETFD, FD_CLOEXEC);
     memset(&cli, 0, sizeof(cli));
     err = shoal_node_init(loop, &cli.node, &o.node);
     if (err) {
@@ -297,11 +399,34 @@ int cli_cmd_node(int argc, char **argv)
         if (err)
             fprintf(stderr, "shoal node: --app %s: %s\n", o.apps[i], why);
     }
+    for (size_t i = 0; i < o.n_execs && err == 0; i++) {
+        char why[1024], name[SHOAL_MAX_NAME_BYTES + 1];
+        const char *command;
+        if (!node_exec_name(o.execs[i], name, sizeof(name), &command)) {
+            fprintf(stderr,
+                    "shoal node: --exec %s: no application name (write "
+                    "NAME=COMMAND)\n",
+                    o.execs[i]);
+            err = SHOAL_EINVAL;
+            break;
+        }
+        err = shoal_node_add_exec_app(&cli.node, name, command, why,
+                                      sizeof(why));
+        if (err)
+            fprintf(stderr, "shoal node: --exec %s: %s\n", o.execs[i], why);
+    }
     for (size_t i = 0; i < o.n_listen && err == 0; i++) {
         err = shoal_node_listen(&cli.node, o.listen[i]);
         if (err)
             fprintf(stderr, "shoal node: cannot listen on %s: %s\n",
                     o.listen[i], shoal_strerror(err));
+    }
+    if (err == 0 && o.dispatch) {
+        err = shoal_dispatch_init(&cli.dispatch, &cli.node, &o.dispatch_opts);
+        if (err)
+            fprintf(stderr, "shoal node: --dispatch: %s\n",
+                    shoal_strerror(err));
+        cli.dispatching = err == 0;
     }
     if (err == 0 && o.join != NULL) {
         err = shoal_node_join(&cli.node, o.join);
@@ -316,6 +441,8 @@ int cli_cmd_node(int argc, char **argv)
                     shoal_strerror(err));
     }
     if (err) {
+        if (cli.dispatching)
+            shoal_dispatch_close(&cli.dispatch, NULL);
         shoal_node_close(&cli.node, NULL);
         uv_run(loop, UV_RUN_DEFAULT);
         uv_loop_close(loop);

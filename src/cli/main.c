@@ -15,6 +15,16 @@ static const cli_command_t cli_commands[] = {
     {"emit", "send a named event to a node", cli_cmd_emit, cli_usage_emit},
     {"describe", "print a node's description", cli_cmd_describe,
      cli_usage_describe},
+    {"submit", "submit tasks (NDJSON) to a dispatcher, print outcomes",
+     cli_cmd_submit, cli_usage_submit},
+    {"supervise", "run a supervisor and its pool of worker nodes",
+     cli_cmd_supervise, cli_usage_supervise},
+    {"status", "print the workers of a supervisor", cli_cmd_status,
+     cli_usage_status},
+    {"stop", "stop a supervisor and its workers", cli_cmd_stop,
+     cli_usage_stop},
+    {"restart", "restart a supervisor's workers", cli_cmd_restart,
+     cli_usage_restart},
 };
 
 #define CLI_COMMAND_COUNT (sizeof(cli_commands) / sizeof(cli_commands[0]))
