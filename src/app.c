@@ -340,6 +340,11 @@ static int call_send_reply(shoal_call_t *call, shoal_envelope_t *env)
     env->type = SHOAL_MSG_REPLY;
     env->has_id = true;
     env->id = call->id;
+    /* Replies say who answered: a dispatcher reports it, and a reply that
+     * crossed several nodes can be told apart. */
+    env->from.present = true;
+    env->from.len = (uint8_t)strlen(priv->name);
+    memcpy(env->from.s, priv->name, env->from.len + 1u);
     err = shoal__conn_send(conn, env);
     if (err == 0) {
         priv->counters.calls_served++;

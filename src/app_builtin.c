@@ -81,11 +81,17 @@ static const shoal_action_t sum_actions[] = {
     {"sum", sum_sum},
 };
 
-/* ---- sleep: answers after the given milliseconds
- * ---------------------------- */
+/* ---- sleep: answers after the given milliseconds ---------------------- */
+
+/* Sleeps in progress, so that a closing node answers them at once instead
+ * of waiting them out. */
+typedef struct {
+    shoal__list_t pending;
+} sleep_state_t;
 
 typedef struct {
     uv_timer_t timer;
+    shoal__list_t link;
     shoal_call_t *call;
     double ms;
 } sleep_req_t;
@@ -95,6 +101,12 @@ static void sleep_close_cb(uv_handle_t *handle)
     free(handle->data);
 }
 
+static void sleep_end(sleep_req_t *req)
+{
+    shoal__list_remove(&req->link);
+    uv_close((uv_handle_t *)&req->timer, sleep_close_cb);
+}
+
 static void sleep_timer_cb(uv_timer_t *timer)
 {
     sleep_req_t *req = timer->data;
@@ -102,15 +114,15 @@ static void sleep_timer_cb(uv_timer_t *timer)
 
     snprintf(text, sizeof(text), "%.17g", req->ms);
     shoal_call_reply_json(req->call, text);
-    uv_close((uv_handle_t *)timer, sleep_close_cb);
+    sleep_end(req);
 }
 
 static void sleep_sleep(shoal_call_t *call, void *data)
 {
     const cJSON *args = shoal_call_args_json(call);
+    sleep_state_t *st = data;
     sleep_req_t *req;
 
-    (void)data;
     if (!cJSON_IsNumber(args) || args->valuedouble < 0 ||
         args->valuedouble > 86400000.0) {
         shoal_call_fail(call, SHOAL_EBADTYPE,
@@ -124,9 +136,25 @@ static void sleep_sleep(shoal_call_t *call, void *data)
     }
     req->call = call;
     req->ms = args->valuedouble;
+    shoal__list_push(&st->pending, &req->link);
     uv_timer_init(shoal_call_node(call)->loop, &req->timer);
     req->timer.data = req;
     uv_timer_start(&req->timer, sleep_timer_cb, (uint64_t)req->ms, 0);
+}
+
+static void sleep_close(void *data)
+{
+    sleep_state_t *st = data;
+
+    while (!shoal__list_empty(&st->pending)) {
+        sleep_req_t *req =
+            SHOAL__CONTAINER(st->pending.next, sleep_req_t, link);
+        uv_timer_stop(&req->timer);
+        shoal_call_fail(req->call, SHOAL_ESTOPPING,
+                        "the node is shutting down");
+        sleep_end(req);
+    }
+    free(st);
 }
 
 static const shoal_action_t sleep_actions[] = {
@@ -202,6 +230,11 @@ int shoal__builtin_app_add(shoal_node_t *node, const char *name)
                            "milliseconds\"}";
         opts.actions = sleep_actions;
         opts.n_actions = BUILTIN_COUNT(sleep_actions);
+        opts.data = malloc(sizeof(sleep_state_t));
+        if (opts.data == NULL)
+            return SHOAL_ENOMEM;
+        shoal__list_init(&((sleep_state_t *)opts.data)->pending);
+        opts.on_close = sleep_close;
     } else if (strcmp(name, "fail") == 0) {
         opts.description = "{\"summary\":\"every action answers with the "
                            "error {code, message} in its arguments\"}";

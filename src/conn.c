@@ -360,6 +360,7 @@ static void conn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     /* Move an unfinished frame to the front before growing. */
     if (conn->in_off > 0 &&
         conn->in_cap - conn->in_len < CONN_READ_CHUNK_BYTES) {
+        conn->in_consumed += conn->in_off;
         memmove(conn->in, conn->in + conn->in_off, held);
         conn->in_off = 0;
         conn->in_len = held;
@@ -398,6 +399,7 @@ static void conn_read_eof(shoal_conn_t *conn)
     if (held > 0 && !conn_only_whitespace(conn->in + conn->in_off, held)) {
         snprintf(detail, sizeof(detail),
                  "frame cut off by a closed connection after %zu bytes", held);
+        conn->node->priv->counters.errors++;
         shoal__conn_fail(conn, SHOAL_ETRUNCATED, detail);
         return;
     }
@@ -446,8 +448,8 @@ static void conn_decode_frame(shoal_conn_t *conn, const shoal_frame_t *frame)
 
     conn->node->priv->counters.msgs_in++;
     detail[0] = '\0';
-    err = shoal_wire_decode(conn->codec, frame->data, frame->len, conn->limits,
-                            &env, detail, sizeof(detail));
+    err = shoal_wire_decode(conn->in_codec, frame->data, frame->len,
+                            conn->limits, &env, detail, sizeof(detail));
     if (err == 0) {
         conn->owner->on_message(conn, &env, frame);
         return;
@@ -459,6 +461,37 @@ static void conn_decode_frame(shoal_conn_t *conn, const shoal_frame_t *frame)
         return;
     }
     shoal__conn_fail(conn, err, detail[0] ? detail : NULL);
+}
+
+/* Says which limit a frame broke, and where the frame starts in the
+ * stream: the cutters stop at the byte that decides, which is not always
+ * a byte a person could point to. */
+static void conn_cut_error_detail(const shoal_conn_t *conn, int err,
+                                  char *detail, size_t len)
+{
+    unsigned long long at =
+        (unsigned long long)(conn->in_consumed + conn->in_off);
+    size_t limit = conn->limits->max_frame_bytes;
+    const char *what = "max_frame_bytes";
+
+    if (err == SHOAL_ETOOBIG) {
+        if (conn->in_framing == SHOAL_FRAMING_NDJSON &&
+            conn->limits->max_line_bytes < limit) {
+            limit = conn->limits->max_line_bytes;
+            what = "max_line_bytes";
+        }
+        snprintf(detail, len,
+                 "frame starting at byte %llu exceeds the limit of %zu "
+                 "bytes (%s)",
+                 at, limit, what);
+    } else if (err == SHOAL_ETOODEEP) {
+        snprintf(detail, len,
+                 "frame starting at byte %llu nests deeper than %u", at,
+                 conn->limits->max_depth);
+    } else {
+        snprintf(detail, len, "%s in the frame starting at byte %llu",
+                 shoal_strerror(err), at);
+    }
 }
 
 static bool conn_wants_input(const shoal_conn_t *conn)
@@ -483,8 +516,10 @@ static void conn_deliver_frames(shoal_conn_t *conn)
         shoal_frame_t frame;
         ssize_t n;
 
-        if (conn->framing == SHOAL_FRAMING_UNKNOWN) {
+        if (conn->in_framing == SHOAL_FRAMING_UNKNOWN) {
             shoal_framing_t framing;
+            /* Both sides detect: a peer that speaks first (a server that
+             * pushes an event) need not speak this side's framing. */
             if (shoal_wire_detect(p, len, &framing) < 0) {
                 snprintf(detail, sizeof(detail),
                          "unknown framing: first byte 0x%02x",
@@ -493,22 +528,22 @@ static void conn_deliver_frames(shoal_conn_t *conn)
                 shoal__conn_fail(conn, SHOAL_EBADFRAMING, detail);
                 break;
             }
-            conn->framing = framing;
-            conn->codec = shoal_framing_codec(framing);
+            conn->in_framing = framing;
+            conn->in_codec = shoal_framing_codec(framing);
+            /* An accepted connection answers in the framing it is spoken
+             * to in. */
+            if (conn->framing == SHOAL_FRAMING_UNKNOWN) {
+                conn->framing = framing;
+                conn->codec = conn->in_codec;
+            }
         }
-        n = shoal_wire_cut(conn->framing, p, len, conn->limits, &conn->cut,
+        n = shoal_wire_cut(conn->in_framing, p, len, conn->limits, &conn->cut,
                            &frame);
         if (n == 0)
             break;
         if (n < 0) {
             conn->node->priv->counters.errors++;
-            if (n == SHOAL_ETOOBIG)
-                snprintf(detail, sizeof(detail),
-                         "frame exceeds the limit of %zu bytes",
-                         conn->limits->max_frame_bytes);
-            else
-                snprintf(detail, sizeof(detail), "%s at byte %zu",
-                         shoal_strerror((int)n), conn->in_off);
+            conn_cut_error_detail(conn, (int)n, detail, sizeof(detail));
             shoal__conn_fail(conn, (int)n, detail);
             break;
         }
@@ -520,6 +555,7 @@ static void conn_deliver_frames(shoal_conn_t *conn)
     if (conn->state == SHOAL_CONN_CLOSED)
         return;
     if (conn->in_off == conn->in_len) {
+        conn->in_consumed += conn->in_off;
         conn->in_off = conn->in_len = 0;
         if (conn->in_cap > CONN_KEEP_BUFFER_BYTES) {
             free(conn->in);

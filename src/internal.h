@@ -112,18 +112,22 @@ struct shoal_conn_s {
     const shoal_limits_t *limits;
     shoal_conn_state_t state;
     bool outbound;
-    shoal_framing_t framing;
+    shoal_framing_t framing; /* what this side sends */
     shoal_codec_t codec;
+    shoal_framing_t in_framing; /* what the peer sends, from its 1st byte */
+    shoal_codec_t in_codec;
     int close_status;
     char peer_name[SHOAL_MAX_NAME_BYTES + 1];
     bool peer_named;
     char address[160];
+    char peer_listen[160]; /* the address the peer says it listens on */
 
     /* reading */
     char *in;
     size_t in_len; /* bytes held */
     size_t in_off; /* bytes already consumed */
     size_t in_cap;
+    uint64_t in_consumed; /* bytes before in[0] since the start */
     shoal_cut_state_t cut;
     unsigned pauses;  /* shoal_conn_pause nesting */
     bool paused_full; /* by its own write queue */

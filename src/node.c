@@ -25,6 +25,15 @@ static const shoal__conn_owner_t node_conn_owner = {
     .on_closed = node_on_closed,
 };
 
+/* True when the sender waits for a reply to this message: calls and
+ * describes carry an id their caller waits on. */
+static bool node_expects_reply(const shoal_envelope_t *env)
+{
+    return env->has_id &&
+           (env->type == SHOAL_MSG_CALL || env->type == SHOAL_MSG_DESCRIBE ||
+            env->type == SHOAL_MSG_EVENT);
+}
+
 /* ---- init --------------------------------------------------------------- */
 
 static void node_random_name(char *out, size_t len)
@@ -99,6 +108,20 @@ int shoal_node_add_hooks(shoal_node_t *node, const shoal_node_hooks_t *hooks)
         return SHOAL_ENOMEM;
     grown[priv->n_hooks++] = *hooks;
     priv->hooks = grown;
+    return 0;
+}
+
+int shoal_node_remove_hooks(shoal_node_t *node, void *data)
+{
+    shoal__node_priv_t *priv = node->priv;
+    size_t kept = 0;
+
+    for (size_t i = 0; i < priv->n_hooks; i++)
+        if (priv->hooks[i].data != data)
+            priv->hooks[kept++] = priv->hooks[i];
+    if (kept == priv->n_hooks)
+        return SHOAL_ENOTFOUND;
+    priv->n_hooks = kept;
     return 0;
 }
 
@@ -200,8 +223,7 @@ static void node_connection_cb(uv_stream_t *server, int status)
     SHOAL__HOOKS(node, on_accept, conn);
 }
 
-/* ---- listening ------------------------------------------------------------
- */
+/* ---- listening ---------------------------------------------------------- */
 
 /* A socket file nobody accepts on is stale and may be replaced; one that
  * answers belongs to a live node. */
@@ -336,8 +358,7 @@ int shoal_node_listen(shoal_node_t *node, const char *url_text)
     return 0;
 }
 
-/* ---- connecting ------------------------------------------------------------
- */
+/* ---- connecting --------------------------------------------------------- */
 
 static void node_send_hello(shoal_conn_t *conn);
 
@@ -386,7 +407,6 @@ static int node_connect_addr(shoal_conn_t *conn, const struct sockaddr *sa)
     }
     return 0;
 }
-
 
 /* A connection that never got a handle (its name did not resolve) ends
  * here: the callback hears why, and the memory goes. */
@@ -498,8 +518,7 @@ int shoal_node_connect(shoal_node_t *node, const char *url_text,
     return 0;
 }
 
-/* ---- calls this node makes -------------------------------------------------
- */
+/* ---- calls this node makes ---------------------------------------------- */
 
 static void node_timeout_cb(uv_timer_t *timer);
 
@@ -693,6 +712,21 @@ int shoal_conn_emit(shoal_conn_t *conn, const char *event,
     return shoal__conn_send(conn, &env);
 }
 
+/* An error message without an id: the peer refused something that had no
+ * reply to carry the refusal (a tell, an event) or is about to close. */
+static void node_on_peer_error(shoal_conn_t *conn, const shoal_envelope_t *env)
+{
+    shoal_name_t code;
+    char message[512];
+    int err;
+
+    if (env->error.data == NULL)
+        return;
+    err =
+        shoal_wire_decode_error(&env->error, &code, message, sizeof(message));
+    SHOAL__HOOKS(conn->node, on_peer_error, conn, err, message);
+}
+
 /* A reply (or an error message with an id) to a call this node made. */
 static void node_on_reply(shoal_conn_t *conn, const shoal_envelope_t *env)
 {
@@ -724,8 +758,7 @@ static void node_on_reply(shoal_conn_t *conn, const shoal_envelope_t *env)
     node_finish_request(req, &reply);
 }
 
-/* ---- descriptions and hello
- * ------------------------------------------------- */
+/* ---- descriptions and hello --------------------------------------------- */
 
 static int node_send_json(shoal_conn_t *conn, shoal_envelope_t *env,
                           shoal_payload_t *slot, const cJSON *json)
@@ -764,16 +797,22 @@ static void node_on_hello(shoal_conn_t *conn, const shoal_envelope_t *env)
 {
     shoal_node_t *node = conn->node;
     const char *name = env->from.present ? env->from.s : NULL;
+    const char *address;
     cJSON *desc = NULL;
 
-    if (name == NULL && env->node.data != NULL) {
+    if (env->node.data != NULL)
         desc = shoal_payload_to_cjson(&env->node);
+    if (name == NULL)
         name = cJSON_GetStringValue(cJSON_GetObjectItem(desc, "name"));
-    }
     if (name != NULL && strlen(name) <= SHOAL_MAX_NAME_BYTES) {
         snprintf(conn->peer_name, sizeof(conn->peer_name), "%s", name);
         conn->peer_named = true;
     }
+    /* Where the peer can be reached, as it says: the socket's own address
+     * is an ephemeral port, or our listener for a Unix socket. */
+    address = cJSON_GetStringValue(cJSON_GetObjectItem(desc, "address"));
+    if (address != NULL)
+        snprintf(conn->peer_listen, sizeof(conn->peer_listen), "%s", address);
     cJSON_Delete(desc);
     /* The side that opened the connection speaks first; answer it. */
     if (!conn->outbound)
@@ -806,8 +845,7 @@ static void node_on_describe(shoal_conn_t *conn, const shoal_envelope_t *env)
     cJSON_Delete(desc);
 }
 
-/* ---- events
- * --------------------------------------------------------------------- */
+/* ---- events ------------------------------------------------------------- */
 
 int shoal_node_on(shoal_node_t *node, const char *event, shoal_event_cb cb,
                   void *user)
@@ -846,8 +884,8 @@ static void node_on_event(shoal_conn_t *conn, const shoal_envelope_t *env)
 
     node->priv->counters.events_in++;
     if (!env->event.present) {
-        shoal__conn_send_error(conn, false, 0, "EBADMSG",
-                               "event needs an \"event\" name");
+        shoal__conn_send_error(conn, node_expects_reply(env), env->id,
+                               "EBADMSG", "event needs an \"event\" name");
         return;
     }
     for (pos = node->priv->handlers.next; pos != &node->priv->handlers;
@@ -866,8 +904,7 @@ static void node_on_event(shoal_conn_t *conn, const shoal_envelope_t *env)
         match->cb(node, conn, env->event.s, &env->data, match->user);
 }
 
-/* ---- routing
- * ------------------------------------------------------------------ */
+/* ---- routing ------------------------------------------------------------ */
 
 /* Every decoded message passes here. Forwarding to other nodes will be a
  * step of its own before the switch, on env->to. */
@@ -881,9 +918,8 @@ static void node_on_message(shoal_conn_t *conn, const shoal_envelope_t *env,
     if (env->to.present && strcmp(env->to.s, node->priv->name) != 0) {
         node->priv->counters.errors++;
         snprintf(detail, sizeof(detail), "no route to node '%s'", env->to.s);
-        shoal__conn_send_error(conn,
-                               env->has_id && env->type == SHOAL_MSG_CALL,
-                               env->id, "ENOROUTE", detail);
+        shoal__conn_send_error(conn, node_expects_reply(env), env->id,
+                               "ENOROUTE", detail);
         return;
     }
     switch (env->type) {
@@ -908,10 +944,12 @@ static void node_on_message(shoal_conn_t *conn, const shoal_envelope_t *env,
     case SHOAL_MSG_ERROR:
         /* A peer's complaint about something this node sent. With an id
          * it answers a call; otherwise it is counted. */
-        if (env->has_id)
+        if (env->has_id) {
             node_on_reply(conn, env);
-        else
+        } else {
             node->priv->counters.errors++;
+            node_on_peer_error(conn, env);
+        }
         break;
     default:
         node->priv->counters.errors++;
@@ -922,8 +960,7 @@ static void node_on_message(shoal_conn_t *conn, const shoal_envelope_t *env,
     }
 }
 
-/* ---- closing
- * ------------------------------------------------------------------- */
+/* ---- closing ------------------------------------------------------------ */
 
 static void node_on_closed(shoal_conn_t *conn, int status)
 {

@@ -35,7 +35,9 @@ static void describe_peers(shoal_node_t *node, cJSON *nodes, size_t *conns)
             continue;
         peer = cJSON_CreateObject();
         cJSON_AddStringToObject(peer, "name", conn->peer_name);
-        cJSON_AddStringToObject(peer, "address", conn->address);
+        cJSON_AddStringToObject(peer, "address",
+                                conn->peer_listen[0] ? conn->peer_listen
+                                                     : conn->address);
         cJSON_AddStringToObject(peer, "direction",
                                 conn->outbound ? "out" : "in");
         cJSON_AddItemToArray(nodes, peer);

@@ -31,6 +31,10 @@ typedef struct {
     bool escaped; /* set when a string had an escape; callers clear it */
     char *detail;
     size_t detail_len;
+    /* A field of the wrong type or too long a name: the frame is still
+     * scanned to the end, so that its id is known and the refusal can
+     * answer the call. */
+    int deferred;
     /* shoal__json_to_msgpack only: item counts of containers in the order
      * they open; local storage first, then spill. */
     uint32_t *counts;
@@ -90,6 +94,10 @@ static int wire_json_fail(wire_json_scan_t *js, int err, const char *fmt, ...)
 {
     va_list ap;
 
+    /* The first refused field is the one the message names. */
+    if (js->deferred != 0 &&
+        (err == SHOAL_EBADTYPE || err == SHOAL_ENAMETOOLONG))
+        return err;
     if (js->detail != NULL && js->detail_len > 0) {
         va_start(ap, fmt);
         vsnprintf(js->detail, js->detail_len, fmt, ap);
@@ -715,7 +723,7 @@ static int wire_json_envelope(wire_json_scan_t *js, shoal_envelope_t *env)
         return 0;
     }
     for (;;) {
-        size_t at = js->pos;
+        size_t at = js->pos, value_at;
         const wire_json_field_t *f;
 
         if (at >= js->len || p[at] != '"')
@@ -741,7 +749,15 @@ static int wire_json_envelope(wire_json_scan_t *js, shoal_envelope_t *env)
             return wire_json_unexpected(js, js->pos);
         js->pos++;
         wire_json_skip_ws(js);
-        if ((err = wire_json_member(js, f, env)) != 0)
+        value_at = js->pos;
+        err = wire_json_member(js, f, env);
+        if (err == SHOAL_EBADTYPE || err == SHOAL_ENAMETOOLONG) {
+            if (js->deferred == 0)
+                js->deferred = err;
+            js->pos = value_at;
+            err = wire_json_value(js, 1);
+        }
+        if (err != 0)
             return err;
         wire_json_skip_ws(js);
         if (js->pos < js->len && p[js->pos] == ',') {
@@ -766,6 +782,7 @@ static void wire_json_scan_init(wire_json_scan_t *js, const char *s,
     js->pos = 0;
     js->max_depth = max_depth;
     js->escaped = false;
+    js->deferred = 0;
     js->detail = detail;
     js->detail_len = detail_len;
     js->counts = NULL;
@@ -806,6 +823,8 @@ int shoal__json_decode(const char *frame, size_t len,
     if ((err = wire_json_envelope(&js, env)) != 0 ||
         (err = wire_json_finish(&js)) != 0)
         return err;
+    if (js.deferred != 0)
+        return js.deferred;
     if (!env->type_name.present)
         return wire_json_fail(&js, SHOAL_EBADMSG, "message has no \"type\"");
     return 0;

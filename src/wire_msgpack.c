@@ -30,6 +30,10 @@ typedef struct {
     unsigned max_depth; /* containers nested, the outermost counts 1 */
     char *detail;       /* NULL: the caller wants no explanation */
     size_t detail_len;
+    /* A field of the wrong type or too long a name: the frame is still
+     * walked to the end, so that its id is known and the refusal can
+     * answer the call. */
+    int deferred;
 } wire_mp_walk_t;
 
 typedef enum {
@@ -87,6 +91,10 @@ static int wire_mp_fail(wire_mp_walk_t *w, int err, const char *fmt, ...)
 {
     va_list ap;
 
+    /* The first refused field is the one the message names. */
+    if (w->deferred != 0 &&
+        (err == SHOAL_EBADTYPE || err == SHOAL_ENAMETOOLONG))
+        return err;
     if (w->detail != NULL && w->detail_len > 0) {
         va_start(ap, fmt);
         vsnprintf(w->detail, w->detail_len, fmt, ap);
@@ -646,7 +654,7 @@ int shoal__msgpack_decode(const char *frame, size_t len,
     wire_mp_walk_t w;
     wire_mp_item_t it;
     unsigned char b;
-    size_t at;
+    size_t at, value_at;
     int err;
 
     w.p = (const unsigned char *)frame;
@@ -659,6 +667,7 @@ int shoal__msgpack_decode(const char *frame, size_t len,
         w.max_depth = SHOAL_MAX_DEPTH_CAP;
     w.detail = detail;
     w.detail_len = detail_len;
+    w.deferred = 0;
     if (detail != NULL && detail_len > 0)
         detail[0] = '\0';
     shoal_envelope_init(env);
@@ -692,7 +701,14 @@ int shoal__msgpack_decode(const char *frame, size_t len,
             if (key.kind != WIRE_MP_STR)
                 return wire_mp_bad_key(&w, at);
         }
+        value_at = w.pos;
         err = wire_mp_field(&w, env, key.s, key.n);
+        if (err == SHOAL_EBADTYPE || err == SHOAL_ENAMETOOLONG) {
+            if (w.deferred == 0)
+                w.deferred = err;
+            w.pos = value_at;
+            err = wire_mp_skip(&w, 1);
+        }
         if (err)
             return err;
     }
@@ -701,6 +717,8 @@ int shoal__msgpack_decode(const char *frame, size_t len,
                             "invalid MessagePack: %zu trailing bytes at byte "
                             "%zu",
                             len - w.pos, w.pos);
+    if (w.deferred != 0)
+        return w.deferred;
     if (!env->type_name.present)
         return wire_mp_fail(&w, SHOAL_EBADMSG, "missing \"type\"");
     env->type = shoal__msg_type_parse(env->type_name.s, env->type_name.len);
@@ -836,8 +854,8 @@ static int wire_mp_json(wire_mp_walk_t *w, shoal_buf_t *out)
 
 int shoal__msgpack_to_json(const char *mp, size_t len, shoal_buf_t *out)
 {
-    wire_mp_walk_t w = {(const unsigned char *)mp, len,  0,
-                        SHOAL_MAX_DEPTH_CAP,       NULL, 0};
+    wire_mp_walk_t w = {
+        (const unsigned char *)mp, len, 0, SHOAL_MAX_DEPTH_CAP, NULL, 0, 0};
     size_t start = out->len;
     int err = wire_mp_json(&w, out);
 

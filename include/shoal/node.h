@@ -59,7 +59,14 @@ typedef struct {
     /* Adds fields to this node's description (e.g. a supervisor's pool):
      * desc is a cJSON object the hook may add to. */
     void (*on_describe)(shoal_node_t *node, cJSON *desc, void *data);
-    /* shoal_node_close was called: release what the hook set holds. */
+    /* A peer sent an error message that answers no call (it refused a
+     * tell or an event, or is about to close the connection): err is the
+     * code, message its text. */
+    void (*on_peer_error)(shoal_node_t *node, shoal_conn_t *conn, int err,
+                          const char *message, void *data);
+    /* shoal_node_close was called: stop starting new work. The other hooks
+     * keep being called while the connections close, so what they use must
+     * live until the node's close callback (or shoal_node_remove_hooks). */
     void (*on_close)(shoal_node_t *node, void *data);
     void *data;
 } shoal_node_hooks_t;
@@ -110,6 +117,10 @@ int shoal_node_listen(shoal_node_t *node, const char *url);
 /* Adds a set of hooks (copied). Sets run in the order they were added.
  * Returns 0 or SHOAL_ENOMEM. */
 int shoal_node_add_hooks(shoal_node_t *node, const shoal_node_hooks_t *hooks);
+
+/* Removes every hook set whose data is data. Returns 0 or
+ * SHOAL_ENOTFOUND. */
+int shoal_node_remove_hooks(shoal_node_t *node, void *data);
 
 /* Keeps a connection to the node at url open, says hello on it (so the
  * other side knows this node's name and applications) and redials with

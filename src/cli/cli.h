@@ -61,6 +61,9 @@ typedef struct {
     shoal_buf_t result;  /* JSON text */
     char message[1024];
     char code[SHOAL_MAX_NAME_BYTES + 1];
+    /* An error message the node sent that answers no call (it refused a
+     * tell or an event); empty when none came. */
+    char peer_error[1024];
 } cli_client_t;
 
 /* Connects to url. Returns 0, or prints why not and returns the code. */

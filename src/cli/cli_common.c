@@ -62,6 +62,18 @@ static void client_connected_cb(shoal_conn_t *conn, int status, void *data)
         c->conn = NULL;
 }
 
+static void client_peer_error(shoal_node_t *node, shoal_conn_t *conn, int err,
+                              const char *message, void *data)
+{
+    cli_client_t *c = data;
+
+    (void)node;
+    (void)conn;
+    if (c->peer_error[0] == '\0')
+        snprintf(c->peer_error, sizeof(c->peer_error), "%s: %s",
+                 shoal_err_name(err), message);
+}
+
 static void client_run_until_done(cli_client_t *c)
 {
     /* Each step stops the loop from its callback; the loop also ends by
@@ -72,6 +84,7 @@ static void client_run_until_done(cli_client_t *c)
 
 int cli_client_open(cli_client_t *c, const char *url, shoal_framing_t framing)
 {
+    shoal_node_hooks_t hooks;
     shoal_conn_opts_t copts;
     shoal_node_opts_t opts;
     int err;
@@ -87,6 +100,10 @@ int cli_client_open(cli_client_t *c, const char *url, shoal_framing_t framing)
         return err;
     }
     c->node_ready = true;
+    memset(&hooks, 0, sizeof(hooks));
+    hooks.on_peer_error = client_peer_error;
+    hooks.data = c;
+    shoal_node_add_hooks(&c->node, &hooks);
     memset(&copts, 0, sizeof(copts));
     copts.framing = framing;
     err = shoal_node_connect(&c->node, url, &copts, client_connected_cb, c,

@@ -200,8 +200,23 @@ static int client_send_one(const char *cmd, int argc, char **argv,
         err = shoal_conn_emit(c.conn, argv[optind + 1], n == 3 ? &body : NULL);
     else
         err = shoal_conn_tell(c.conn, argv[optind + 1], n == 3 ? &body : NULL);
-    if (err)
+    if (err) {
         fprintf(stderr, "shoal %s: %s\n", cmd, shoal_strerror(err));
+        cli_client_close(&c);
+        return CLI_EXIT_FAILURE;
+    }
+    /* A tell or an event has no reply, but a node that refuses one says
+     * so: a describe round trip after it shows whether it did. */
+    err = cli_client_describe(&c, opts.timeout_ms);
+    if (c.peer_error[0] != '\0') {
+        fprintf(stderr, "shoal %s: the node refused it: %s\n", cmd,
+                c.peer_error);
+        cli_client_close(&c);
+        return CLI_EXIT_ERROR_REPLY;
+    }
+    if (err)
+        fprintf(stderr, "shoal %s: sent, but the node did not confirm: %s\n",
+                cmd, c.message);
     cli_client_close(&c);
     return err ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
@@ -210,8 +225,9 @@ void cli_usage_tell(FILE *out)
 {
     fprintf(out, "usage: shoal tell URL APP [MSG_JSON] [OPTIONS]\n\n"
                  "Sends MSG_JSON to application APP on the node at URL. "
-                 "Tells get no\nreply; an unknown APP is reported by the "
-                 "node in its counters.\n\n"
+                 "Tells get no\nreply; the command waits until the node has "
+                 "read it and exits 1 if\nthe node refused it (an unknown "
+                 "APP, for instance).\n\n"
                  "  --framing F    ndjson (default), json-socket or "
                  "msgpack\n");
 }

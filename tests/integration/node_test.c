@@ -1055,23 +1055,26 @@ Test(node, sigterm_with_clients_connected_exits_0_and_removes_the_socket,
     h_conn_close(&busy);
 }
 
-/* Disabled until fixed: the built-in sleep app leaves its timer running
- * when the node closes; the timer then answers the call through a closed
- * node and the node dies of SIGSEGV (a longer sleep instead runs into the
- * 5 s stop deadline: exit 2). Reported: src/app_builtin.c sleep has no
- * on_close, src/app.c answers dereference node->priv after close. */
-Test(node, sigterm_with_a_call_in_flight_exits_without_waiting_for_it,
-     .timeout = T_TIMEOUT, .disabled = true)
+Test(node, sigterm_answers_a_call_in_flight_with_estopping_and_exits_0,
+     .timeout = T_TIMEOUT)
 {
     h_node_t node;
+    cJSON *m;
     h_conn_t c;
 
     h_node_start(&node, "inflight", NULL);
     h_conn_open(&c, node.tcp_url, H_NDJSON);
+    /* Far longer than the test: only the stop can end it. */
     h_send(&c, "{\"type\":\"call\",\"id\":1,\"app\":\"sleep\",\"action\":"
-               "\"sleep\",\"args\":1000}");
+               "\"sleep\",\"args\":600000}");
     expect_sum(&c, 2);
     h_node_stop(&node);
+    /* The caller is told, not left waiting for an answer that will never
+     * come; then the connection closes with the node. */
+    m = h_recv(&c, H_WAIT_MS);
+    cr_assert_not_null(m, "no answer to the call in flight");
+    assert_error_reply(m, 1, "ESTOPPING");
+    h_expect_eof(&c);
     h_conn_close(&c);
 }
 
