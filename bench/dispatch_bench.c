@@ -20,7 +20,7 @@
  * against the known ones below 10^6 and 10^7.
  *
  * flood: a `shoal node --dispatch` child process with 2 echo workers, and
- * this process as a client that keeps WINDOW (200,000) submits in flight,
+ * this process as a client that keeps WINDOW (20,000) submits in flight,
  * one task a message, N (default 10,000,000) in all: the dispatcher must
  * pause it. Prints the dispatcher's resident memory at each tenth of the
  * job: it stays flat.
@@ -31,7 +31,7 @@
  *   --workers N       farm workers (default 2)
  *   --inflight N      calls in flight per worker (default 64)
  *   --ranges N        collatz ranges (default 400)
- *   --window N        flood: submits in flight (default 200000)
+ *   --window N        flood: submits in flight (default 20000)
  *
  * Each figure is one line in the form of the performance peers:
  *   peer=shoal_farm_2w tasks=200000 workers=2 inflight_per_worker=64
@@ -575,7 +575,7 @@ int main(int argc, char **argv)
     b->workers = 2;
     b->inflight = SHOAL_DISPATCH_DEFAULT_INFLIGHT;
     b->ranges = 400;
-    b->window = 200000;
+    b->window = 20000;
     if (argc < 2)
         goto usage;
     if (strcmp(argv[1], "farm") == 0) {

@@ -24,6 +24,8 @@
  *                       or $SHOAL_BIN)
  *   --batch N           tells queued per loop turn (default 4096)
  *   --msg-bytes N       framed size of a tell (default 70)
+ *   --queue-bytes N     tell: queue the next batch while at most N bytes
+ *                       wait to be written (default 0: once all are)
  *
  * Prints one line in the form of the performance peers, plus the CPU time
  * (user + system) each process spent per message or round trip, which a
@@ -76,6 +78,7 @@ typedef struct {
     long count;
     long batch;
     long msg_bytes;
+    size_t queue_bytes; /* tell: queue more while at most this waits */
     const char *shoal_bin;
 
     /* the node under test */
@@ -342,9 +345,10 @@ static void bench_idle_cb(uv_idle_t *idle)
     bench_t *b = idle->data;
     long n;
 
-    if (shoal_conn_write_queue_bytes(b->conn) > 0) {
-        /* The kernel took only part of the last batch: the write is
-         * pending. Let the loop sleep until it completes. */
+    if (shoal_conn_write_queue_bytes(b->conn) > b->queue_bytes) {
+        /* Bytes still wait here only while a write is pending: the
+         * flusher hands the kernel everything it will take. Let the loop
+         * sleep until that write completes. */
         uv_idle_stop(&b->idle);
         uv_check_start(&b->check, bench_check_cb);
         return;
@@ -366,7 +370,7 @@ static void bench_check_cb(uv_check_t *check)
 {
     bench_t *b = check->data;
 
-    if (shoal_conn_write_queue_bytes(b->conn) > 0)
+    if (shoal_conn_write_queue_bytes(b->conn) > b->queue_bytes)
         return;
     uv_check_stop(&b->check);
     uv_idle_start(&b->idle, bench_idle_cb);
@@ -534,7 +538,8 @@ static void bench_usage(void)
 {
     fprintf(stderr,
             "usage: shoal_bench tell|call ndjson|msgpack tcp|unix [COUNT]\n"
-            "         [--shoal PATH] [--batch N] [--msg-bytes N]\n");
+            "         [--shoal PATH] [--batch N] [--msg-bytes N] "
+            "[--queue-bytes N]\n");
     exit(2);
 }
 
@@ -556,6 +561,7 @@ int main(int argc, char **argv)
         {"shoal", required_argument, NULL, 's'},
         {"batch", required_argument, NULL, 'b'},
         {"msg-bytes", required_argument, NULL, 'm'},
+        {"queue-bytes", required_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     bench_t *b = calloc(1, sizeof(*b));
@@ -578,6 +584,9 @@ int main(int argc, char **argv)
             break;
         case 'm':
             b->msg_bytes = bench_parse_long(optarg, 1);
+            break;
+        case 'q':
+            b->queue_bytes = (size_t)bench_parse_long(optarg, 0);
             break;
         default:
             bench_usage();

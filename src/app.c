@@ -291,7 +291,7 @@ void shoal__app_serve_call(shoal_node_t *node, shoal_conn_t *conn,
     if (env->from.present)
         memcpy(call->from, env->from.s, env->from.len + 1u);
     else if (conn->peer_named)
-        snprintf(call->from, sizeof(call->from), "%s", conn->peer_name);
+        memcpy(call->from, conn->peer_name, strlen(conn->peer_name) + 1);
     else
         call->from[0] = '\0';
     call->args = env->args;

@@ -309,7 +309,11 @@ int shoal__conn_send(shoal_conn_t *conn, const shoal_envelope_t *env)
         return err;
     conn->node->priv->counters.msgs_out++;
     conn_mark_dirty(conn);
-    if (!conn->paused_full &&
+    /* Only answers count: a caller that queues many calls must keep
+     * reading the replies that will drain its queue, or both sides
+     * stall. */
+    if ((env->type == SHOAL_MSG_REPLY || env->type == SHOAL_MSG_ERROR) &&
+        !conn->paused_full &&
         conn->out.len + conn->sending.len > conn->high_water) {
         /* The peer does not read its replies as fast as it sends
          * requests: stop reading it until they drain. */

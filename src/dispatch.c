@@ -164,6 +164,8 @@ struct shoal__dispatch_priv {
     bool node_closing;
     shoal_dispatch_drain_cb drain_cb;
     void *drain_data;
+    void (*sup_done)(void *done_data); /* shoal_dispatch_drain_fn's */
+    void *sup_done_data;
     shoal_dispatch_close_cb close_cb;
 };
 
@@ -1759,17 +1761,14 @@ static void dispatch_on_node_close(shoal_node_t *node, void *data)
     dispatch_end_queued(priv, SHOAL_ESTOPPING);
 }
 
-/* node.h has no way to remove a set of hooks: this one is emptied in
- * place, and the node skips hooks that are NULL. */
+/* The hooks go with the dispatcher, unless the node has closed and freed
+ * them already. */
 static void dispatch_unhook(shoal__dispatch_priv_t *priv)
 {
     shoal_node_t *node = priv->d->node;
 
-    if (node->priv == NULL)
-        return; /* the node has closed and freed its hooks */
-    for (size_t i = 0; i < node->priv->n_hooks; i++)
-        if (node->priv->hooks[i].data == priv)
-            memset(&node->priv->hooks[i], 0, sizeof(node->priv->hooks[i]));
+    if (node->priv != NULL)
+        shoal_node_remove_hooks(node, priv);
 }
 
 /* ---- public
@@ -1987,6 +1986,36 @@ int shoal_dispatch_drain(shoal_dispatch_t *d, shoal_dispatch_drain_cb cb,
     /* Even with nothing to wait for, cb runs later, not from here. */
     uv_idle_start(priv->idle, dispatch_idle_cb);
     return 0;
+}
+
+static void dispatch_sup_drained_cb(shoal_dispatch_t *d, void *data)
+{
+    shoal__dispatch_priv_t *priv = d->priv;
+    void (*done)(void *) = priv->sup_done;
+
+    (void)data;
+    priv->sup_done = NULL;
+    if (done)
+        done(priv->sup_done_data);
+}
+
+void shoal_dispatch_drain_fn(void *dispatch, void (*done)(void *done_data),
+                             void *done_data)
+{
+    shoal_dispatch_t *d = dispatch;
+    shoal__dispatch_priv_t *priv = d->priv;
+
+    if (priv == NULL) {
+        done(done_data); /* closed already */
+        return;
+    }
+    priv->sup_done = done;
+    priv->sup_done_data = done_data;
+    if (shoal_dispatch_drain(d, dispatch_sup_drained_cb, NULL) != 0) {
+        /* Draining already, or closing: nothing to hold the stop for. */
+        priv->sup_done = NULL;
+        done(done_data);
+    }
 }
 
 void shoal_dispatch_stats(const shoal_dispatch_t *d,

@@ -98,11 +98,25 @@ int shoal_node_init(uv_loop_t *loop, shoal_node_t *node,
     return 0;
 }
 
+/* A removed set is emptied in place, never moved: hooks may be removed
+ * from inside a hook while SHOAL__HOOKS walks the array. */
+static bool node_hooks_empty(const shoal_node_hooks_t *h)
+{
+    return h->on_accept == NULL && h->on_hello == NULL &&
+           h->on_conn_close == NULL && h->on_describe == NULL &&
+           h->on_peer_error == NULL && h->on_close == NULL;
+}
+
 int shoal_node_add_hooks(shoal_node_t *node, const shoal_node_hooks_t *hooks)
 {
     shoal__node_priv_t *priv = node->priv;
     shoal_node_hooks_t *grown;
 
+    for (size_t i = 0; i < priv->n_hooks; i++)
+        if (node_hooks_empty(&priv->hooks[i])) {
+            priv->hooks[i] = *hooks;
+            return 0;
+        }
     grown = realloc(priv->hooks, (priv->n_hooks + 1) * sizeof(*grown));
     if (grown == NULL)
         return SHOAL_ENOMEM;
@@ -114,15 +128,15 @@ int shoal_node_add_hooks(shoal_node_t *node, const shoal_node_hooks_t *hooks)
 int shoal_node_remove_hooks(shoal_node_t *node, void *data)
 {
     shoal__node_priv_t *priv = node->priv;
-    size_t kept = 0;
+    int err = SHOAL_ENOTFOUND;
 
     for (size_t i = 0; i < priv->n_hooks; i++)
-        if (priv->hooks[i].data != data)
-            priv->hooks[kept++] = priv->hooks[i];
-    if (kept == priv->n_hooks)
-        return SHOAL_ENOTFOUND;
-    priv->n_hooks = kept;
-    return 0;
+        if (priv->hooks[i].data == data &&
+            !node_hooks_empty(&priv->hooks[i])) {
+            memset(&priv->hooks[i], 0, sizeof(priv->hooks[i]));
+            err = 0;
+        }
+    return err;
 }
 
 const char *shoal_node_name(const shoal_node_t *node)

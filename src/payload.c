@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dispatch_internal.h"
+#include "payload_internal.h"
 
 /*
  * The walkers here skip values instead of building trees: a task's

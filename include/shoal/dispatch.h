@@ -241,6 +241,13 @@ int shoal_dispatch_submit(shoal_dispatch_t *d, const shoal_task_t *task,
 int shoal_dispatch_drain(shoal_dispatch_t *d, shoal_dispatch_drain_cb cb,
                          void *data);
 
+/* The same as a supervisor's drain (a shoal_drain_fn of supervise.h):
+ *   shoal_supervisor_add_drain(&sup, shoal_dispatch_drain_fn, &d);
+ * drains d and calls done(done_data) once when it is done, or at once
+ * when d is already draining or closing. */
+void shoal_dispatch_drain_fn(void *dispatch, void (*done)(void *done_data),
+                             void *done_data);
+
 /* A copy of the counters. */
 void shoal_dispatch_stats(const shoal_dispatch_t *d,
                           shoal_dispatch_stats_t *out);

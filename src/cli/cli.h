@@ -76,6 +76,11 @@ int cli_client_call(cli_client_t *c, const char *app, const char *action,
                     const shoal_payload_t *args, uint64_t timeout_ms);
 int cli_client_describe(cli_client_t *c, uint64_t timeout_ms);
 
+/* Tells whoever started this process that it is ready: writes ready as
+ * one JSON line to fd and closes fd (nothing when fd < 0). Takes ready. */
+typedef struct cJSON cJSON;
+void cli_write_ready(const char *cmd, int fd, cJSON *ready);
+
 /* Checks that text is JSON and makes a payload of it; prints why not. */
 int cli_json_arg(const char *cmd, const char *what, const char *text,
                  shoal_payload_t *out);

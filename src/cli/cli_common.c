@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -35,6 +36,23 @@ bool cli_parse_u64(const char *text, uint64_t *out)
         return false;
     *out = v;
     return true;
+}
+
+void cli_write_ready(const char *cmd, int fd, cJSON *ready)
+{
+    char *text = cJSON_PrintUnformatted(ready);
+
+    fflush(stdout);
+    if (fd >= 0 && text != NULL) {
+        size_t len = strlen(text);
+        text[len] = '\n';
+        if (write(fd, text, len + 1) < 0)
+            fprintf(stderr, "shoal %s: --ready-fd: %s\n", cmd,
+                    strerror(errno));
+        close(fd);
+    }
+    free(text);
+    cJSON_Delete(ready);
 }
 
 int cli_json_arg(const char *cmd, const char *what, const char *text,

@@ -347,7 +347,6 @@ static void node_report_ready(node_cli_t *cli, const node_cli_opts_t *o)
 {
     cJSON *ready = cJSON_CreateObject();
     cJSON *addresses = cJSON_AddArrayToObject(ready, "addresses");
-    char *text;
 
     cJSON_AddStringToObject(ready, "name", shoal_node_name(&cli->node));
     for (size_t i = 0; i < shoal_node_address_count(&cli->node); i++) {
@@ -357,17 +356,7 @@ static void node_report_ready(node_cli_t *cli, const node_cli_opts_t *o)
             printf("node %s listening on %s\n", shoal_node_name(&cli->node),
                    url);
     }
-    fflush(stdout);
-    text = cJSON_PrintUnformatted(ready);
-    if (o->ready_fd >= 0 && text != NULL) {
-        size_t len = strlen(text);
-        text[len] = '\n';
-        if (write(o->ready_fd, text, len + 1) < 0)
-            perror("shoal node: --ready-fd");
-        close(o->ready_fd);
-    }
-    free(text);
-    cJSON_Delete(ready);
+    cli_write_ready("node", o->ready_fd, ready);
 }
 
 int cli_cmd_node(int argc, char **argv)

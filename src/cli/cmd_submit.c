@@ -102,6 +102,7 @@ typedef struct {
     /* counts */
     uint64_t total; /* lines in the input, when known */
     uint64_t read, skipped, finished, ok, failed, timed_out, retried;
+    uint64_t lost_tasks; /* in flight when the connection ended */
     uint64_t t0_ns;
     submit_node_count_t nodes[SUBMIT_MAX_NODES];
     size_t n_nodes;
@@ -453,8 +454,10 @@ static void submit_print_summary(submit_t *s)
                     ? 100.0 * (double)s->nodes[i].count / (double)s->finished
                     : 0.0);
     if (s->lost)
-        fprintf(stderr, "shoal submit: the connection to %s was lost\n",
-                s->o.url);
+        fprintf(stderr,
+                "shoal submit: the connection to %s was lost; %llu tasks "
+                "in flight have no outcome (--resume runs them again)\n",
+                s->o.url, (unsigned long long)s->lost_tasks);
 }
 
 /* ---- slots ---------------------------------------------------------------
@@ -565,6 +568,16 @@ static void submit_finished(submit_t *s, size_t i, const shoal_outcome_t *o)
     submit_slot_t *slot = &s->slots[i];
     const char *status = shoal_outcome_status_name(o->status);
 
+    if (o->refused &&
+        (o->code == SHOAL_ECONNCLOSED || o->code == SHOAL_ECLOSING)) {
+        /* The task may or may not have run: no outcome, no log line, so
+         * that --resume runs it again. */
+        s->lost = true;
+        s->stopping = true;
+        s->lost_tasks++;
+        submit_slot_release(s, i);
+        return;
+    }
     s->finished++;
     if (o->status == SHOAL_OUTCOME_OK)
         s->ok++;
@@ -600,10 +613,6 @@ static void submit_finished(submit_t *s, size_t i, const shoal_outcome_t *o)
     }
     submit_joblog(s, slot, status, o->node, o->attempts,
                   o->status == SHOAL_OUTCOME_OK ? "" : o->code_name);
-    if (o->refused && o->code == SHOAL_ECONNCLOSED) {
-        s->lost = true;
-        s->stopping = true;
-    }
     submit_slot_release(s, i);
 }
 

@@ -506,7 +506,6 @@ static void sup_cli_report_ready(sup_cli_t *cli, const sup_cli_opts_t *o)
     cJSON *ready = cJSON_CreateObject();
     cJSON *addresses = cJSON_AddArrayToObject(ready, "addresses");
     const char *name = shoal_node_name(&cli->node);
-    char *text;
 
     cJSON_AddStringToObject(ready, "name", name);
     cJSON_AddStringToObject(ready, "url", shoal_supervisor_url(&cli->sup));
@@ -517,17 +516,7 @@ static void sup_cli_report_ready(sup_cli_t *cli, const sup_cli_opts_t *o)
         if (!o->quiet)
             printf("supervisor %s listening on %s\n", name, url);
     }
-    fflush(stdout);
-    text = cJSON_PrintUnformatted(ready);
-    if (o->ready_fd >= 0 && text != NULL) {
-        size_t len = strlen(text);
-        text[len] = '\n';
-        if (write(o->ready_fd, text, len + 1) < 0)
-            perror("shoal supervise: --ready-fd");
-        close(o->ready_fd);
-    }
-    free(text);
-    cJSON_Delete(ready);
+    cli_write_ready("supervise", o->ready_fd, ready);
 }
 
 static void sup_print_pool(const shoal_pool_opts_t *p)

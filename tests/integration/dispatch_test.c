@@ -646,3 +646,113 @@ Test(dispatch, submit_resumes_after_an_interrupt_with_each_task_once)
     h_node_stop(&w[1]);
     h_node_stop(&d);
 }
+
+/* ---- the library's dispatcher: drain and close -----------------------------
+ */
+
+typedef struct {
+    shoal_node_t node;
+    shoal_dispatch_t d;
+    int outcomes;
+    int ok;
+    int outcomes_at_drain;
+    bool drained;
+    bool closed;
+    int late_submit;
+    int want_members;
+} host_t;
+
+static void host_outcome_cb(const shoal_outcome_t *o, void *data)
+{
+    host_t *h = data;
+
+    h->outcomes++;
+    h->ok += o->status == SHOAL_OUTCOME_OK;
+}
+
+static void host_closed_cb(shoal_dispatch_t *d)
+{
+    host_t *h = d->data;
+
+    h->closed = true;
+}
+
+static void host_drained_cb(shoal_dispatch_t *d, void *data)
+{
+    host_t *h = data;
+    shoal_task_t task;
+
+    h->drained = true;
+    h->outcomes_at_drain = h->outcomes;
+    memset(&task, 0, sizeof(task));
+    task.app = "echo";
+    task.action = "echo";
+    h->late_submit = shoal_dispatch_submit(d, &task, host_outcome_cb, h);
+    shoal_dispatch_close(d, host_closed_cb);
+    shoal_node_close(&h->node, NULL);
+}
+
+static void host_on_hello(shoal_node_t *node, shoal_conn_t *conn,
+                          const shoal_payload_t *desc, void *data)
+{
+    host_t *h = data;
+    shoal_dispatch_stats_t st;
+    shoal_task_t task;
+    char json[16];
+    shoal_payload_t args = {json, 0, SHOAL_CODEC_JSON};
+
+    (void)node;
+    (void)conn;
+    (void)desc;
+    shoal_dispatch_stats(&h->d, &st);
+    if ((int)st.members < h->want_members || h->drained)
+        return;
+    memset(&task, 0, sizeof(task));
+    task.app = "echo";
+    task.action = "echo";
+    task.args = &args;
+    for (int i = 0; i < 500; i++) {
+        args.len = (size_t)snprintf(json, sizeof(json), "%d", i);
+        cr_assert_eq(shoal_dispatch_submit(&h->d, &task, host_outcome_cb, h),
+                     0);
+    }
+    shoal_dispatch_stats(&h->d, &st);
+    /* With 2 calls in flight per node, most of them wait. */
+    cr_assert_gt(st.queued, 400);
+    cr_assert_eq(shoal_dispatch_drain(&h->d, host_drained_cb, h), 0);
+    cr_assert_eq(shoal_dispatch_drain(&h->d, host_drained_cb, h),
+                 SHOAL_ECLOSING);
+}
+
+Test(dispatch, a_drain_finishes_every_queued_task_before_it_calls_back)
+{
+    shoal_dispatch_opts_t opts;
+    shoal_node_hooks_t hooks;
+    uv_loop_t loop;
+    h_node_t w;
+    host_t h;
+
+    memset(&h, 0, sizeof(h));
+    h.want_members = 1;
+    uv_loop_init(&loop);
+    cr_assert_eq(shoal_node_init(&loop, &h.node, NULL), 0);
+    cr_assert_eq(shoal_node_listen(&h.node, "tcp://127.0.0.1:0"), 0);
+    memset(&opts, 0, sizeof(opts));
+    opts.inflight_per_node = 2;
+    cr_assert_eq(shoal_dispatch_init(&h.d, &h.node, &opts), 0);
+    h.d.data = &h;
+    memset(&hooks, 0, sizeof(hooks));
+    hooks.on_hello = host_on_hello;
+    hooks.data = &h;
+    cr_assert_eq(shoal_node_add_hooks(&h.node, &hooks), 0);
+    start_worker(&w, "dw", shoal_node_address(&h.node, 0));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(h.drained);
+    cr_assert(h.closed);
+    cr_assert_eq(h.outcomes_at_drain, 500);
+    cr_assert_eq(h.ok, 500);
+    cr_assert_eq(h.late_submit, SHOAL_ESTOPPING);
+    cr_assert_eq(uv_loop_close(&loop), 0, "a handle leaked");
+    /* The worker lost its dispatcher and redials: stop it. */
+    h_node_stop(&w);
+}
