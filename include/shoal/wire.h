@@ -71,7 +71,7 @@ typedef struct {
     size_t body_at; /* json-socket: offset of the body, after '#' */
     unsigned depth; /* MessagePack: open containers */
     uint32_t pending[SHOAL_MAX_DEPTH_CAP + 1]; /* items left per level */
-    uint32_t skip;  /* MessagePack: raw bytes left in a str/bin/ext */
+    uint32_t skip; /* MessagePack: raw bytes left in a str/bin/ext */
 } shoal_cut_state_t;
 
 void shoal_cut_reset(shoal_cut_state_t *st);
@@ -317,8 +317,7 @@ int shoal_payload_get(const shoal_payload_t *obj, const char *key,
 /* Copies a string value, unescaped and NUL-terminated, into out. Returns
  * its length, SHOAL_EBADTYPE (not a string), SHOAL_ETOOBIG (it needs more
  * than out_len - 1 bytes) or SHOAL_EBADJSON. */
-int shoal_payload_string(const shoal_payload_t *p, char *out,
-                         size_t out_len);
+int shoal_payload_string(const shoal_payload_t *p, char *out, size_t out_len);
 
 /* True when p is a string equal to text. */
 bool shoal_payload_string_eq(const shoal_payload_t *p, const char *text);
