@@ -350,6 +350,28 @@ static int wire_json_string(wire_json_scan_t *js, wire_json_text_t *out)
     }
 }
 
+/* The common case of keys and names: a short string of plain bytes (no
+ * escape, no control character, ASCII only) needs neither validation nor
+ * unescaping. On success sets *s and *n to its contents, moves past the
+ * closing quote and returns true; otherwise moves nothing and returns
+ * false, and wire_json_string takes over. js->pos is at the '"'. */
+static bool wire_json_plain_string(wire_json_scan_t *js, size_t max,
+                                   const char **s, size_t *n)
+{
+    const unsigned char *p = js->p;
+    size_t start = js->pos + 1, pos = start;
+    size_t end = js->len - start > max ? start + max : js->len;
+
+    while (pos < end && wire_json_plain[p[pos]])
+        pos++;
+    if (pos >= js->len || p[pos] != '"')
+        return false;
+    *s = (const char *)p + start;
+    *n = pos - start;
+    js->pos = pos + 1;
+    return true;
+}
+
 /* Scans a number at js->pos. *is_int tells whether it has neither fraction
  * nor exponent. What follows it is the caller's to judge, which is how
  * "01" fails: the number is "0" and '1' cannot follow a value. */
@@ -637,11 +659,19 @@ static int wire_json_name(wire_json_scan_t *js, const wire_json_field_t *f,
                           shoal_name_t *name)
 {
     wire_json_text_t t = {name->s, SHOAL_MAX_NAME_BYTES, 0, false, false};
-    size_t at = js->pos;
+    size_t at = js->pos, n;
+    const char *plain;
     int err;
 
     if (at >= js->len || js->p[at] != '"')
         return wire_json_wrong_type(js, f, "a string");
+    if (wire_json_plain_string(js, SHOAL_MAX_NAME_BYTES, &plain, &n)) {
+        memcpy(name->s, plain, n);
+        name->s[n] = '\0';
+        name->len = (uint8_t)n;
+        name->present = true;
+        return 0;
+    }
     if ((err = wire_json_string(js, &t)) != 0)
         return err;
     if (t.overflow)
@@ -723,26 +753,29 @@ static int wire_json_envelope(wire_json_scan_t *js, shoal_envelope_t *env)
         return 0;
     }
     for (;;) {
-        size_t at = js->pos, value_at;
+        size_t at = js->pos, value_at, key_len;
         const wire_json_field_t *f;
+        const char *key;
 
         if (at >= js->len || p[at] != '"')
             return wire_json_unexpected(js, at);
         js->escaped = false;
-        if ((err = wire_json_string(js, NULL)) != 0)
+        if (wire_json_plain_string(js, 8, &key, &key_len)) {
+            f = wire_json_field_find(key, key_len);
+        } else if ((err = wire_json_string(js, NULL)) != 0) {
             return err;
-        if (!js->escaped) {
+        } else if (!js->escaped) {
             f = wire_json_field_find((const char *)p + at + 1,
                                      js->pos - at - 2);
         } else {
             /* Rare: unescape, then match. Known keys have at most 6
              * bytes; a longer one is unknown. */
-            char key[8];
-            wire_json_text_t kt = {key, 6, 0, false, false};
+            char unescaped[8];
+            wire_json_text_t kt = {unescaped, 6, 0, false, false};
 
             js->pos = at;
             wire_json_string(js, &kt);
-            f = kt.overflow ? NULL : wire_json_field_find(key, kt.len);
+            f = kt.overflow ? NULL : wire_json_field_find(unescaped, kt.len);
         }
         wire_json_skip_ws(js);
         if (js->pos >= js->len || p[js->pos] != ':')
