@@ -107,6 +107,38 @@ static inline int example_make_dir(char *dir, size_t len, const char *name)
     return mkdtemp(dir) != NULL ? 0 : uv_translate_sys_error(errno);
 }
 
+/* Runs a client against a server child on a Unix socket: the program run
+ * with no arguments. client talks to url and stops the server when done.
+ * Returns the client's exit status, or 2 when the server did not start or
+ * a handle was left open. */
+typedef int (*example_client_fn)(uv_loop_t *loop, const char *url,
+                                 example_child_t *server);
+
+static inline int example_demo(const char *name, const char *socket_name,
+                               example_client_fn client)
+{
+    uv_loop_t *loop = uv_default_loop();
+    example_child_t server;
+    char dir[256], url[300];
+    int err, status = 2;
+
+    if ((err = example_make_dir(dir, sizeof(dir), name)) != 0) {
+        fprintf(stderr, "%s: mkdtemp: %s\n", name, shoal_strerror(err));
+        return 2;
+    }
+    snprintf(url, sizeof(url), "unix://%s/%s", dir, socket_name);
+    err = example_start_server(loop, &server, url);
+    if (err == 0) {
+        status = client(loop, url, &server);
+    } else {
+        fprintf(stderr, "%s: server on %s: %s\n", name, url,
+                shoal_strerror(err));
+        uv_run(loop, UV_RUN_DEFAULT);
+    }
+    rmdir(dir);
+    return uv_loop_close(loop) == 0 ? status : 2;
+}
+
 /* ---- the child: serve until SIGTERM or SIGINT ------------------------- */
 
 typedef struct {

@@ -170,36 +170,12 @@ static int events_client(uv_loop_t *loop, const char *url,
 
 /* ---- events with no arguments: a server child and the client ---------- */
 
-static int events_demo(void)
-{
-    uv_loop_t *loop = uv_default_loop();
-    example_child_t server;
-    char dir[256], url[300];
-    int err, status = 2;
-
-    if ((err = example_make_dir(dir, sizeof(dir), "events")) != 0) {
-        fprintf(stderr, "events: mkdtemp: %s\n", shoal_strerror(err));
-        return 2;
-    }
-    snprintf(url, sizeof(url), "unix://%s/events.sock", dir);
-    err = example_start_server(loop, &server, url);
-    if (err == 0) {
-        status = events_client(loop, url, &server);
-    } else {
-        fprintf(stderr, "events: server on %s: %s\n", url,
-                shoal_strerror(err));
-        uv_run(loop, UV_RUN_DEFAULT);
-    }
-    rmdir(dir);
-    return uv_loop_close(loop) == 0 ? status : 2;
-}
-
 int main(int argc, char **argv)
 {
     int status;
 
     if (argc == 1)
-        return events_demo();
+        return example_demo("events", "events.sock", events_client);
     if (strcmp(argv[1], "serve") == 0)
         return events_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "client") == 0 && argc == 3) {

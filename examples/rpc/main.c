@@ -253,35 +253,12 @@ static int rpc_client(uv_loop_t *loop, const char *url,
 
 /* ---- rpc with no arguments: a server child and the client ------------- */
 
-static int rpc_demo(void)
-{
-    uv_loop_t *loop = uv_default_loop();
-    example_child_t server;
-    char dir[256], url[300];
-    int err, status = 2;
-
-    if ((err = example_make_dir(dir, sizeof(dir), "rpc")) != 0) {
-        fprintf(stderr, "rpc: mkdtemp: %s\n", shoal_strerror(err));
-        return 2;
-    }
-    snprintf(url, sizeof(url), "unix://%s/math.sock", dir);
-    err = example_start_server(loop, &server, url);
-    if (err == 0) {
-        status = rpc_client(loop, url, &server);
-    } else {
-        fprintf(stderr, "rpc: server on %s: %s\n", url, shoal_strerror(err));
-        uv_run(loop, UV_RUN_DEFAULT);
-    }
-    rmdir(dir);
-    return uv_loop_close(loop) == 0 ? status : 2;
-}
-
 int main(int argc, char **argv)
 {
     int status;
 
     if (argc == 1)
-        return rpc_demo();
+        return example_demo("rpc", "math.sock", rpc_client);
     if (strcmp(argv[1], "serve") == 0)
         return rpc_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "client") == 0 && argc == 3) {
