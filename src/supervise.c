@@ -598,28 +598,31 @@ static double sup_json_num(const cJSON *json, const char *a, const char *b)
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
+/* What a node's description says about it, for a worker or a node that
+ * joined by hand alike: its applications (kept when the description lists
+ * none) and its call counters. */
+static void sup_read_description(const cJSON *desc, cJSON **apps,
+                                 double *calls_in_flight, double *calls_done)
+{
+    cJSON *names = sup_app_names(desc);
+
+    if (names != NULL) {
+        cJSON_Delete(*apps);
+        *apps = names;
+    }
+    *calls_in_flight = sup_json_num(desc, "load", "calls_in_flight");
+    *calls_done = sup_json_num(desc, "counters", "calls_served");
+}
+
 static void sup_worker_update(sup_worker_t *w, const cJSON *desc)
 {
-    cJSON *apps = sup_app_names(desc);
-
-    if (apps != NULL) {
-        cJSON_Delete(w->apps);
-        w->apps = apps;
-    }
-    w->calls_in_flight = sup_json_num(desc, "load", "calls_in_flight");
-    w->calls_done = sup_json_num(desc, "counters", "calls_served");
+    sup_read_description(desc, &w->apps, &w->calls_in_flight, &w->calls_done);
 }
 
 static void sup_remote_update(sup_remote_t *r, const cJSON *desc)
 {
-    cJSON *apps = sup_app_names(desc);
-
-    if (apps != NULL) {
-        cJSON_Delete(r->apps);
-        r->apps = apps;
-    }
-    r->calls_in_flight = sup_json_num(desc, "load", "calls_in_flight");
-    r->calls_done = sup_json_num(desc, "counters", "calls_served");
+    sup_read_description(desc, &r->apps, &r->calls_in_flight, &r->calls_done);
+    /* A remote node has no pid here to sample: its own figure it is. */
     r->rss_bytes = sup_json_num(desc, "load", "rss_bytes");
 }
 
